@@ -1,0 +1,106 @@
+"""Measured-versus-theory checks that the chapters assert.
+
+Each check measures a quantity, compares it with what a theorem predicts, returns the measured
+error and raises ``CheckFailed`` (an ``AssertionError``) with measured and expected values when
+the error exceeds the stated tolerance. The unit tests feed each one a perturbed input to show
+that it can fail.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .losses import forward, full_loss, reduced_loss
+from .metrics import balancedness_residual, dnc_metrics
+
+
+class CheckFailed(AssertionError):
+    """A measurement disagrees with the theory beyond the stated tolerance."""
+
+
+def _require(error: float, tol: float, what: str) -> float:
+    if not error <= tol:  # also catches nan
+        raise CheckFailed(f"{what}: measured error {error:.3e} exceeds the tolerance {tol:.1e}")
+    return error
+
+
+def regulariser(params: list) -> float:
+    """(1/2) sum of squared Frobenius norms of [H_1, W_1, ..., W_L] (the weight-decay term / lam)."""
+    return 0.5 * sum(float(P.double().pow(2).sum()) for P in params)
+
+
+def check_balanced(params: list, tol: float = 1e-8) -> float:
+    """Lemma 1: W_{l+1}^T W_{l+1} = W_l W_l^T at a critical point. Returns the relative residual."""
+    return _require(balancedness_residual(params), tol, "balancedness residual (Lemma 1)")
+
+
+def check_reduced_loss_identity(
+    params: list, lam: float, tol: float = 1e-9, loss_fn=full_loss
+) -> float:
+    """Lemma 1: the loss of a Lemma-1 point equals the reduced loss of its output Z.
+
+    Returns |loss_fn(params) - Lred(Z)| / Lred(Z). ``loss_fn`` defaults to ``full_loss``; a
+    loss with another normalisation, or an unbalanced point, fails the check.
+    """
+    L = len(params) - 1
+    Z = forward(params)[-1]
+    reduced = reduced_loss(Z, lam, L)
+    gap = abs(loss_fn(params, lam) - reduced) / abs(reduced)
+    return _require(gap, tol, "relative gap between the full loss and the reduced loss")
+
+
+def check_dnc_every_layer(params: list, tol: float = 1e-10, activation: str = "linear") -> dict:
+    """Proposition 1: DNC1, DNC2 and DNC3 vanish in every layer of a DNC solution.
+
+    Returns the per-layer metrics; fails if any exceeds ``tol``.
+    """
+    metrics = dnc_metrics(params, activation)
+    worst = max(max(values) for values in metrics.values())
+    _require(worst, tol, "largest DNC1-3 metric over the layers (Proposition 1)")
+    return metrics
+
+
+def random_refactorisation(params: list, seed: int, spread: float = 0.5) -> list:
+    """Another factorisation of the same Z: W_l -> G_l W_l G_{l-1}^{-1} with random invertible G_l.
+
+    G_l = exp(spread * X_l) for Gaussian X_l (so G_l is invertible); the product W_L...W_1 H_1
+    is unchanged up to rounding.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    d = params[0].shape[0]
+    out, previous_inverse = [], None
+    for P in params[:-1]:
+        X = torch.randn(d, d, generator=gen, dtype=torch.float64) / d**0.5
+        G = torch.linalg.matrix_exp(spread * X)
+        Q = G @ P if previous_inverse is None else G @ P @ previous_inverse
+        out.append(Q)
+        previous_inverse = torch.linalg.inv(G)
+    out.append(params[-1] @ previous_inverse)
+    return out
+
+
+def check_minimal_regulariser(params: list, trials: int = 100, seed: int = 0, tol: float = 1e-9):
+    """Schatten identity (Lemma 1): no re-factorisation of Z has a smaller regulariser.
+
+    Draws ``trials`` random re-factorisations of the same output, with spreads log-spaced from
+    1e-3 (local moves, which see a first-order saving at any non-minimal point) to 1 (far moves),
+    and returns (the smallest relative excess of their regulariser over that of ``params``, the
+    largest relative change of Z).
+    Fails if any re-factorisation is cheaper than ``params`` by more than ``tol`` (relative).
+    """
+    base = regulariser(params)
+    Z = forward(params)[-1]
+    excesses, drift = [], 0.0
+    for t, spread in enumerate(torch.logspace(-3, 0, trials).tolist()):
+        other = random_refactorisation(params, seed=seed + t, spread=spread)
+        drift = max(drift, float((forward(other)[-1] - Z).abs().max() / Z.abs().max()))
+        excesses.append((regulariser(other) - base) / base)
+    least = min(excesses)
+    _require(max(-least, 0.0), tol, "regulariser saved by a random re-factorisation")
+    return least, drift
+
+
+def check_close(measured: float, expected: float, rtol: float, what: str) -> float:
+    """Relative agreement of a measurement with a theoretical value; returns the relative error."""
+    error = abs(measured - expected) / max(abs(expected), 1e-300)
+    return _require(error, rtol, f"{what} (measured {measured:.12g}, theory {expected:.12g})")

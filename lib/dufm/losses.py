@@ -1,0 +1,78 @@
+"""The deep-UFM loss and the reduced loss of Lemma 1.
+
+Normalisation (the paper's): the fit term is the MEAN cross-entropy over the Kn samples, and
+one weight decay lam multiplies (1/2) of the squared Frobenius norm of every matrix, H_1 included.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .validation import check_activation, check_int, check_logits, check_positive
+
+
+def class_labels(K: int, n: int, device=None) -> torch.Tensor:
+    """Labels of class-ordered columns: [0]*n + [1]*n + ... + [K-1]*n."""
+    return torch.arange(K, device=device).repeat_interleave(n)
+
+
+def mean_cross_entropy(Z: torch.Tensor) -> torch.Tensor:
+    """(1/(Kn)) g(Z): mean over columns of -log softmax(z)_class, class-ordered columns.
+
+    Z may carry leading batch dimensions: shape (..., K, Kn); the result has shape (...).
+    """
+    K, N = Z.shape[-2:]
+    labels = class_labels(K, N // K, device=Z.device)
+    true = Z[..., labels, torch.arange(N, device=Z.device)]
+    return (torch.logsumexp(Z, dim=-2) - true).mean(dim=-1)
+
+
+def schatten_regulariser(Z: torch.Tensor, lam: float, L: int) -> torch.Tensor:
+    """(lam/2)(L+1) sum_i s_i(Z)^{2/(L+1)}: the least regulariser over factorisations of Z (Lemma 1).
+
+    Singular values below the rounding level max(K, Kn) * eps * s_max are taken as exact zeros:
+    the root s^{2/(L+1)} would otherwise turn a 1e-15 rounding residue into a 3e-8 loss term.
+    """
+    s = torch.linalg.svdvals(Z)
+    floor = max(Z.shape[-2:]) * torch.finfo(Z.dtype).eps * s.amax(dim=-1, keepdim=True)
+    s = torch.where(s > floor, s, torch.zeros_like(s))
+    return 0.5 * lam * (L + 1) * s.pow(2.0 / (L + 1)).sum(dim=-1)
+
+
+def reduced_loss(Z: torch.Tensor, lam: float, L: int) -> float:
+    """Reduced loss Lred_L(Z) = (1/(Kn)) g(Z) + (lam/2)(L+1) sum_i s_i(Z)^{2/(L+1)} (Lemma 1).
+
+    Z: (K, Kn) with class-ordered columns; K and n are read from its shape.
+    """
+    check_logits(Z)
+    check_positive("lam", lam)
+    check_int("L", L, 1)
+    Z = Z.to(torch.float64)
+    return float(mean_cross_entropy(Z) + schatten_regulariser(Z, lam, L))
+
+
+def forward(params: list, activation: str = "linear") -> list:
+    """Pre-activations [H_1, H_2, ..., H_L, Z] of the deep UFM (Section 2).
+
+    Linear: H_{l+1} = W_l H_l. ReLU: H_2 = W_1 H_1, H_{l+1} = W_l relu(H_l), Z = W_L relu(H_L)
+    (no ReLU between H_1 and W_1). Works on batched parameters with leading dimensions.
+    """
+    check_activation(activation)
+    feats = [params[0]]
+    for layer, W in enumerate(params[1:], start=1):
+        inp = feats[-1]
+        if activation == "relu" and layer >= 2:
+            inp = torch.relu(inp)
+        feats.append(W @ inp)
+    return feats
+
+
+def full_loss(params: list, lam: float, activation: str = "linear") -> float:
+    """Deep-UFM loss (1/(Kn)) g(Z) + (lam/2)(||H_1||^2 + sum_l ||W_l||^2) of [H_1, W_1, ..., W_L]."""
+    check_positive("lam", lam)
+    if len(params) < 2:
+        raise ValueError(f"params has {len(params)} matrices: need [H_1, W_1, ..., W_L] with L >= 1")
+    Z = forward(params, activation)[-1]
+    check_logits(Z)
+    reg = sum(float(P.double().pow(2).sum()) for P in params)
+    return float(mean_cross_entropy(Z.double())) + 0.5 * lam * reg

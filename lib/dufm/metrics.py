@@ -1,0 +1,179 @@
+"""Neural-collapse metrics, singular-value profiles and a structure classifier.
+
+Definition 1 (DNC1-3) is measured per layer; Lemma 1's balancedness by a residual; the
+classifier names the structure of a converged logit matrix (DNC, the pair structure of Eq. (5),
+or another structure with its rank), as Figures 1, 2 and 5 need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .losses import forward
+from .structures import expand_classes, pair_matrix, simplex_matrix
+from .validation import check_activation, check_logits
+
+
+def class_means(H: torch.Tensor, K: int) -> torch.Tensor:
+    """Class-mean matrix M (d x K) of features H (d x Kn) with class-ordered columns."""
+    d, N = H.shape
+    return H.reshape(d, K, N // K).mean(dim=-1)
+
+
+def _centred_means(H: torch.Tensor, K: int) -> torch.Tensor:
+    M = class_means(H, K)
+    return M - M.mean(dim=1, keepdim=True)
+
+
+def dnc1(H: torch.Tensor, K: int) -> float:
+    """DNC1 (within-class variability): tr(Sigma_W) / tr(Sigma_B); 0 when features equal their means.
+
+    Sigma_W is the within-class covariance, Sigma_B the covariance of the class means around the
+    global mean. Returns inf when the class means coincide but features vary, nan for H = 0.
+    """
+    M = class_means(H, K)
+    within = (H - expand_classes(M, H.shape[1] // K)).pow(2).sum() / H.shape[1]
+    between = _centred_means(H, K).pow(2).sum() / K
+    return float(within / between) if between > 0 else float("nan" if within == 0 else "inf")
+
+
+def dnc2(H: torch.Tensor, K: int) -> float:
+    """DNC2: || G/||G|| - S/||S|| ||_F for the Gram matrix G of the centred class means.
+
+    0 exactly when the globally centred means form a simplex ETF (G proportional to S).
+    """
+    Mc = _centred_means(H, K)
+    G = Mc.T @ Mc
+    S = simplex_matrix(K, dtype=H.dtype, device=H.device)
+    norm = torch.linalg.matrix_norm(G)
+    if norm == 0:
+        return float("nan")
+    return float(torch.linalg.matrix_norm(G / norm - S / torch.linalg.matrix_norm(S)))
+
+
+def dnc3(W: torch.Tensor, H_in: torch.Tensor, K: int, rtol: float = 1e-8) -> float:
+    """DNC3: ||W (I - P)||_F / ||W||_F, P the projector onto the centred class means of H_in.
+
+    H_in is the layer's input (H_1 for W_1, relu(H_l) or H_l for W_l, l >= 2); 0 exactly when
+    every row of W is a linear combination of the centred class means (Definition 1).
+    """
+    Mc = _centred_means(H_in, K)
+    U, s, _ = torch.linalg.svd(Mc, full_matrices=False)
+    basis = U[:, s > rtol * s.max()] if s.max() > 0 else U[:, :0]
+    residual = W - (W @ basis) @ basis.T
+    norm = torch.linalg.matrix_norm(W)
+    return float(torch.linalg.matrix_norm(residual) / norm) if norm > 0 else float("nan")
+
+
+def layer_inputs(params: list, activation: str = "linear") -> list:
+    """The input of each weight matrix: [H_1, act(H_2), ..., act(H_L)] (act = id for linear)."""
+    feats = forward(params, activation)[:-1]
+    if activation == "relu":
+        return [feats[0]] + [torch.relu(H) for H in feats[1:]]
+    return feats
+
+
+def dnc_metrics(params: list, activation: str = "linear") -> dict:
+    """Per-layer DNC1, DNC2 (on each layer's input features) and DNC3 (on W_l), l = 1..L.
+
+    Returns {"DNC1": [...], "DNC2": [...], "DNC3": [...]} with L entries each (Definition 1;
+    Proposition 1 says all are zero for a DNC solution of the linear model).
+    """
+    check_activation(activation)
+    K = params[-1].shape[0]
+    inputs = layer_inputs(params, activation)
+    return {
+        "DNC1": [dnc1(H, K) for H in inputs],
+        "DNC2": [dnc2(H, K) for H in inputs],
+        "DNC3": [dnc3(W, H, K) for W, H in zip(params[1:], inputs, strict=True)],
+    }
+
+
+def class_mean_logits(Z: torch.Tensor) -> torch.Tensor:
+    """The K x K class-mean logit matrix (column c = mean logit vector of class c)."""
+    K, _ = check_logits(Z)
+    return class_means(Z, K)
+
+
+def singular_values(Z: torch.Tensor) -> torch.Tensor:
+    """Singular values of Z in decreasing order (float64)."""
+    return torch.linalg.svdvals(Z.double())
+
+
+def numerical_rank(Z: torch.Tensor, rtol: float = 1e-4) -> int:
+    """Number of singular values above rtol * s_max (0 for Z = 0)."""
+    s = singular_values(Z)
+    return int((s > rtol * s[0]).sum()) if s[0] > 0 else 0
+
+
+def balancedness_residual(params: list) -> float:
+    """max_l ||W_{l+1}^T W_{l+1} - W_l W_l^T||_F / ||W_l W_l^T||_F with W_0 = H_1 (Lemma 1).
+
+    Zero at every critical point of the linear deep UFM.
+    """
+    worst = 0.0
+    for lower, upper in zip(params[:-1], params[1:], strict=True):
+        left = lower @ lower.T
+        gap = torch.linalg.matrix_norm(upper.T @ upper - left) / torch.linalg.matrix_norm(left)
+        worst = max(worst, float(gap))
+    return worst
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Classifier verdict: ``name`` in {"dnc", "pair", "zero", "other"}, rank and template distance."""
+
+    name: str
+    rank: int
+    distance: float
+
+
+def _normalised_distance(Z: torch.Tensor, template: torch.Tensor) -> float:
+    return float(
+        torch.linalg.matrix_norm(
+            Z / torch.linalg.matrix_norm(Z) - template / torch.linalg.matrix_norm(template)
+        )
+    )
+
+
+def pairing(M: torch.Tensor) -> list | None:
+    """Classes matched by mutual lowest logit in the class-mean matrix M, or None if not a matching.
+
+    Returns a permutation ``order`` listing classes pair by pair (and the unpaired class last for
+    odd K), so that M[order][:, order] is compared with the pair structure of Eq. (5).
+    """
+    K = M.shape[0]
+    off = M + torch.diag(torch.full((K,), float("inf"), dtype=M.dtype, device=M.device))
+    partner = off.argmin(dim=0).tolist()
+    pairs = sorted({tuple(sorted((c, p))) for c, p in enumerate(partner) if partner[p] == c})
+    paired = [c for pair in pairs for c in pair]
+    if len(pairs) != K // 2 or len(set(paired)) != 2 * (K // 2):
+        return None
+    return paired + [c for c in range(K) if c not in paired]
+
+
+def classify_structure(Z: torch.Tensor, tol: float = 0.05, rank_rtol: float = 1e-4) -> Structure:
+    """Name the structure of a logit matrix Z (K x Kn): DNC, the pair structure, zero, or other.
+
+    A structure is recognised when the normalised Z is within ``tol`` (Frobenius) of the normalised
+    template: S kron 1_n^T for DNC (Definition 2), or the pair matrix of Eq. (5) with the pairs read
+    from the class-mean logits. Figures 1, 2 and 5 count runs with it.
+    """
+    K, n = check_logits(Z)
+    Z = Z.double()
+    rank = numerical_rank(Z, rank_rtol)
+    if rank == 0:
+        return Structure("zero", 0, 0.0)
+    dist_dnc = _normalised_distance(Z, expand_classes(simplex_matrix(K), n))
+    if dist_dnc < tol:
+        return Structure("dnc", rank, dist_dnc)
+    order = pairing(class_mean_logits(Z))
+    if order is not None:
+        inverse = torch.argsort(torch.tensor(order))
+        template = pair_matrix(K)[inverse][:, inverse]
+        dist_pair = _normalised_distance(Z, expand_classes(template, n))
+        if dist_pair < tol:
+            return Structure("pair", rank, dist_pair)
+    return Structure("other", rank, dist_dnc)

@@ -1,0 +1,263 @@
+"""Batched full-batch gradient descent on the deep UFM (linear and ReLU).
+
+R independent runs (seeds, init scales, widths, weight decays, learning rates) advance in one
+tensor program: every parameter is stacked along a leading run dimension. Runs of different
+widths share a batch by zero padding, which is exact for this model: the gradient of a padded
+row or column is exactly zero, so a run never leaves its own d_i block.
+
+The gradient is analytic (no autograd): with a_0 = H_1, a_l = act(H_{l+1}) and G_Z = (P - Y)/(Kn),
+dL/dW_l = G_l a_{l-1}^T + lam W_l, G_{l-1} = (W_l^T G_l) * act'(H_l). This serves Figure 1
+(and every experiment that trains), and is checked against autograd in the tests.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from .losses import class_labels, forward
+from .validation import (
+    check_activation,
+    check_device,
+    check_dtype,
+    check_int,
+    check_nonnegative,
+    check_positive,
+    check_sizes,
+)
+
+INIT_SCHEMES = ("normal", "fan_in")
+
+
+class DivergenceError(FloatingPointError):
+    """A run's loss became NaN or infinite."""
+
+
+@dataclass
+class RunConfig:
+    """The per-run settings of one training run in a batch."""
+
+    seed: int
+    d: int
+    init_scale: float
+    lam: float
+    lr: float
+
+
+@dataclass
+class TrainResult:
+    """Outcome of ``train``: batched parameters, loss history and the per-run settings.
+
+    ``params[j]`` has shape (R, rows, cols), zero-padded to the largest width; ``losses`` is
+    (R, T) float64 on the CPU, recorded at ``record_steps``.
+    """
+
+    K: int
+    n: int
+    L: int
+    activation: str
+    runs: list
+    params: list
+    record_steps: list
+    losses: torch.Tensor
+    steps_done: int
+    converged: bool
+    stop_reason: str = field(default="")
+
+    def run_params(self, i: int) -> list:
+        """Run i's matrices [H_1, W_1, ..., W_L] cropped to its own width, float64 on the CPU."""
+        d = self.runs[i].d
+        out = [self.params[0][i, :d].double().cpu()]
+        out += [W[i, :d, :d].double().cpu() for W in self.params[1:-1]]
+        out.append(self.params[-1][i, :, :d].double().cpu())
+        return out
+
+    def logits(self, i: int) -> torch.Tensor:
+        """Run i's output Z (K x Kn), float64 on the CPU."""
+        return forward(self.run_params(i), self.activation)[-1]
+
+    @property
+    def final_losses(self) -> torch.Tensor:
+        """The last recorded loss of every run, shape (R,)."""
+        return self.losses[:, -1]
+
+
+def _per_run(name: str, value, R: int) -> list:
+    """Broadcast a scalar or a length-R sequence to a list of R values."""
+    if isinstance(value, (list, tuple)) or (isinstance(value, torch.Tensor) and value.dim() == 1):
+        values = [v.item() if isinstance(v, torch.Tensor) else v for v in value]
+        if len(values) != R:
+            raise ValueError(f"{name} has {len(values)} entries: must be a scalar or have R={R}")
+        return values
+    return [value] * R
+
+
+def make_runs(seeds, d, init_scale, lam, lr) -> list:
+    """Validated ``RunConfig`` list; every argument is a scalar or one value per seed."""
+    seeds = list(seeds) if not isinstance(seeds, int) else [seeds]
+    if not seeds:
+        raise ValueError("seeds=[] is not allowed: give at least one seed")
+    R = len(seeds)
+    runs = []
+    for s, di, sc, la, eta in zip(
+        seeds,
+        _per_run("d", d, R),
+        _per_run("init_scale", init_scale, R),
+        _per_run("lam", lam, R),
+        _per_run("lr", lr, R),
+        strict=True,
+    ):
+        runs.append(
+            RunConfig(
+                seed=check_int("seed", s, 0),
+                d=check_int("d", di, 1),
+                init_scale=check_nonnegative("init_scale", sc),
+                lam=check_positive("lam", la),
+                lr=check_positive("lr", eta),
+            )
+        )
+    return runs
+
+
+def init_params(K: int, n: int, L: int, runs: list, init: str = "normal") -> list:
+    """Stacked float64 CPU initialisation, zero-padded to the largest width.
+
+    Run i draws from its own generator (seed_i), so it starts identically alone or in any batch.
+    ``init="normal"``: entries N(0, init_scale^2); ``"fan_in"``: N(0, init_scale^2 / d_i).
+    """
+    if init not in INIT_SCHEMES:
+        raise ValueError(f"init={init!r} is not allowed: must be one of {INIT_SCHEMES}")
+    R, N, dmax = len(runs), K * n, max(r.d for r in runs)
+    shapes = [(dmax, N)] + [(dmax, dmax)] * (L - 1) + [(K, dmax)]
+    params = [torch.zeros((R, *shape), dtype=torch.float64) for shape in shapes]
+    for i, run in enumerate(runs):
+        gen = torch.Generator().manual_seed(run.seed)
+        std = run.init_scale / (math.sqrt(run.d) if init == "fan_in" else 1.0)
+        own = [(run.d, N)] + [(run.d, run.d)] * (L - 1) + [(K, run.d)]
+        for P, (rows, cols) in zip(params, own, strict=True):
+            P[i, :rows, :cols] = torch.randn(rows, cols, generator=gen, dtype=torch.float64) * std
+    return params
+
+
+def loss_and_grads(params: list, targets: torch.Tensor, lam: torch.Tensor, activation: str):
+    """Per-run loss (R,) and the analytic gradients of the deep-UFM loss, batched over runs.
+
+    ``targets`` is the one-hot Y (K, Kn); ``lam`` has shape (R, 1, 1).
+    """
+    feats = forward(params, activation)
+    Z = feats[-1]
+    N = Z.shape[-1]
+    logp = torch.log_softmax(Z, dim=-2)
+    fit = -(logp * targets).sum(dim=(-2, -1)) / N
+    reg = sum(P.pow(2).sum(dim=(-2, -1)) for P in params)
+    loss = fit + 0.5 * lam.view(-1) * reg
+    G = (logp.exp() - targets) / N  # dL/dZ
+    grads = [None] * len(params)
+    for layer in range(len(params) - 1, 0, -1):
+        inp = feats[layer - 1]
+        if activation == "relu" and layer >= 2:
+            inp = torch.relu(inp)
+        grads[layer] = G @ inp.transpose(-2, -1) + lam * params[layer]
+        G = params[layer].transpose(-2, -1) @ G
+        if activation == "relu" and layer >= 2:
+            G = G * (feats[layer - 1] > 0)
+    grads[0] = G + lam * params[0]
+    return loss, grads
+
+
+def train(
+    K: int,
+    n: int,
+    L: int,
+    d,
+    lam,
+    *,
+    seeds,
+    init_scale=1.0,
+    lr=0.5,
+    steps: int = 20000,
+    activation: str = "linear",
+    init: str = "normal",
+    record_every: int = 100,
+    tol: float | None = None,
+    device="cpu",
+    dtype="float64",
+    progress: bool = True,
+    params: list | None = None,
+) -> TrainResult:
+    """Full-batch gradient descent on the deep UFM for R runs at once (Figures 1, 2, 5, 6).
+
+    d, lam, init_scale and lr are scalars or one value per seed (R = len(seeds)). The loss is
+    recorded every ``record_every`` steps; with ``tol`` set, training stops early once every
+    run's loss changed by less than ``tol`` (relative) over the last ``record_every`` steps.
+    ``params`` optionally gives a starting point (stacked float64 tensors, as ``init_params``
+    returns) instead of the random initialisation. A NaN or infinite loss raises
+    ``DivergenceError`` naming the run.
+    """
+    check_sizes(K=K, n=n, L=L)
+    check_activation(activation)
+    check_int("steps", steps, 0)
+    check_int("record_every", record_every, 1)
+    if tol is not None:
+        check_positive("tol", tol)
+    dev, dt = check_device(device), check_dtype(dtype)
+    runs = make_runs(seeds, d, init_scale, lam, lr)
+    for run in runs:
+        check_sizes(K=K, d=run.d)
+    if params is None:
+        params = init_params(K, n, L, runs, init)
+    params = [P.to(device=dev, dtype=dt).contiguous() for P in params]
+    targets = torch.nn.functional.one_hot(class_labels(K, n), K).T.to(device=dev, dtype=dt)
+    lam_t = torch.tensor([r.lam for r in runs], device=dev, dtype=dt).view(-1, 1, 1)
+    lr_t = torch.tensor([r.lr for r in runs], device=dev, dtype=dt).view(-1, 1, 1)
+
+    record_steps, history = [], []
+    converged, reason, step = False, "steps exhausted", 0
+    bar = tqdm(total=steps, disable=not progress, file=sys.stderr, mininterval=5.0, desc="GD")
+    with torch.no_grad():
+        for step in range(steps + 1):
+            record = step % record_every == 0 or step == steps
+            loss, grads = loss_and_grads(params, targets, lam_t, activation)
+            if record:
+                current = loss.double().cpu()
+                _raise_if_diverged(current, runs, step)
+                if history and tol is not None:
+                    change = (current - history[-1]).abs() / current.abs().clamp_min(1e-300)
+                    if bool((change < tol).all()):
+                        converged, reason = True, f"plateau (relative change < {tol:g})"
+                record_steps.append(step)
+                history.append(current)
+                bar.update(step - bar.n)
+                bar.set_postfix(loss=f"{float(current.max()):.6g}", refresh=False)
+                if converged or step == steps:
+                    break
+            for P, G in zip(params, grads, strict=True):
+                P.sub_(lr_t * G)
+    bar.close()
+    return TrainResult(
+        K=K,
+        n=n,
+        L=L,
+        activation=activation,
+        runs=runs,
+        params=params,
+        record_steps=record_steps,
+        losses=torch.stack(history, dim=1),
+        steps_done=step,
+        converged=converged,
+        stop_reason=reason,
+    )
+
+
+def _raise_if_diverged(loss: torch.Tensor, runs: list, step: int) -> None:
+    bad = (~torch.isfinite(loss)).nonzero().flatten().tolist()
+    if bad:
+        i = bad[0]
+        raise DivergenceError(
+            f"run {i} ({runs[i]}) diverged at step {step} (loss={float(loss[i])}); "
+            f"{len(bad)} run(s) diverged in all. Try a smaller learning rate lr."
+        )

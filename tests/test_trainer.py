@@ -1,0 +1,136 @@
+"""Batched full-batch gradient descent (the engine behind Figures 1, 2, 5 and 6)."""
+
+import pytest
+import torch
+
+from dufm.losses import class_labels, full_loss
+from dufm.trainer import DivergenceError, init_params, loss_and_grads, make_runs, train
+
+K, n = 4, 3
+
+
+def one_hot(K, n):
+    return torch.nn.functional.one_hot(class_labels(K, n), K).T.double()
+
+
+def batched_loss(params, lam, activation):
+    return torch.stack(
+        [full_loss_torch([P[i] for P in params], lam[i], activation) for i in range(len(lam))]
+    )
+
+
+def full_loss_torch(params, lam, activation):
+    """The deep-UFM loss written independently with autograd-friendly torch ops."""
+    Z = params[0]
+    for layer, W in enumerate(params[1:], start=1):
+        Z = W @ (torch.relu(Z) if activation == "relu" and layer >= 2 else Z)
+    labels = class_labels(K, n)
+    fit = torch.nn.functional.cross_entropy(Z.T, labels)
+    return fit + 0.5 * lam * sum(P.pow(2).sum() for P in params)
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+@pytest.mark.parametrize("L", [1, 2, 3])
+def test_analytic_gradients_equal_autograd(activation, L):
+    runs = make_runs([0, 1, 2], d=[4, 6, 5], init_scale=[0.7, 1.0, 1.3], lam=[0.1, 0.01, 0.05], lr=0.1)
+    params = [P.requires_grad_(True) for P in init_params(K, n, L, runs)]
+    lam = torch.tensor([r.lam for r in runs], dtype=torch.float64)
+    loss, grads = loss_and_grads(params, one_hot(K, n), lam.view(-1, 1, 1), activation)
+    reference = batched_loss(params, lam, activation)
+    auto = torch.autograd.grad(reference.sum(), params)
+    assert torch.allclose(loss, reference.detach(), rtol=1e-13)
+    for g, a in zip(grads, auto, strict=True):
+        assert torch.allclose(g, a, atol=1e-13)
+
+
+def test_autograd_gradient_matches_central_finite_differences():
+    runs = make_runs([3], d=5, init_scale=1.0, lam=0.05, lr=0.1)
+    params = [P[0].clone() for P in init_params(K, n, 2, runs)]
+    grads = loss_and_grads(
+        [P.unsqueeze(0) for P in params], one_hot(K, n), torch.full((1, 1, 1), 0.05), "linear"
+    )[1]
+    h = 1e-6
+    for j, P in enumerate(params):
+        for idx in [(0, 0), (1, 2), (P.shape[0] - 1, P.shape[1] - 1)]:
+            plus = [Q.clone() for Q in params]
+            minus = [Q.clone() for Q in params]
+            plus[j][idx] += h
+            minus[j][idx] -= h
+            numeric = (full_loss(plus, 0.05) - full_loss(minus, 0.05)) / (2 * h)
+            assert float(grads[j][0][idx]) == pytest.approx(numeric, abs=1e-8)
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_run_inside_a_padded_batch_equals_the_same_run_alone(activation):
+    kwargs = dict(steps=300, lr=0.2, record_every=50, progress=False, activation=activation)
+    batch = train(K, n, 2, [5, 9, 7], [0.05, 0.01, 0.02], seeds=[11, 12, 13], **kwargs)
+    for i, (d, lam, seed) in enumerate([(5, 0.05, 11), (9, 0.01, 12), (7, 0.02, 13)]):
+        alone = train(K, n, 2, d, lam, seeds=[seed], **kwargs)
+        for P, Q in zip(batch.run_params(i), alone.run_params(0), strict=True):
+            assert torch.allclose(P, Q, atol=1e-12, rtol=0)
+        assert torch.allclose(batch.losses[i], alone.losses[0], atol=1e-12, rtol=0)
+
+
+def test_padding_stays_exactly_zero():
+    result = train(K, n, 3, [4, 8], 0.01, seeds=[0, 1], init_scale=0.5, lr=0.1, steps=200, progress=False)
+    H1, W1, W2, W3 = result.params
+    assert torch.count_nonzero(H1[0, 4:]) == 0
+    assert torch.count_nonzero(W1[0, 4:]) + torch.count_nonzero(W1[0, :, 4:]) == 0
+    assert torch.count_nonzero(W3[0, :, 4:]) == 0
+
+
+def test_same_seed_gives_the_same_result_and_other_seeds_differ():
+    a = train(K, n, 2, 6, 0.01, seeds=[5, 6], steps=100, progress=False)
+    b = train(K, n, 2, 6, 0.01, seeds=[5, 6], steps=100, progress=False)
+    assert torch.equal(a.losses, b.losses)
+    assert not torch.equal(a.losses[0], a.losses[1])
+
+
+def test_recorded_loss_is_the_loss_of_the_returned_parameters():
+    result = train(K, n, 2, 6, 0.02, seeds=[0], steps=137, record_every=25, progress=False)
+    assert result.record_steps[-1] == 137
+    assert float(result.final_losses[0]) == pytest.approx(
+        full_loss(result.run_params(0), 0.02), rel=1e-12
+    )
+
+
+def test_gradient_descent_decreases_the_loss():
+    result = train(K, n, 2, 6, 0.01, seeds=[0, 1], steps=500, progress=False)
+    assert bool((result.losses[:, -1] < result.losses[:, 0]).all())
+
+
+def test_plateau_tolerance_stops_training_early():
+    result = train(K, n, 1, 4, 0.1, seeds=[0], steps=50000, record_every=100, tol=1e-9, progress=False)
+    assert result.converged and result.steps_done < 50000
+
+
+def test_divergence_names_the_run_and_suggests_a_smaller_learning_rate():
+    with pytest.raises(DivergenceError, match=r"run 1 .*smaller learning rate"):
+        train(K, n, 2, 6, 0.01, seeds=[0, 1], init_scale=[0.1, 30.0], lr=[0.1, 50.0], steps=200, record_every=10, progress=False)
+
+
+def test_float32_runs_and_returns_float32_parameters():
+    result = train(K, n, 2, 6, 0.01, seeds=[0], steps=50, dtype="float32", progress=False)
+    assert result.params[0].dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(d=3), "d=3"),
+        (dict(lam=0.0), "lam=0.0"),
+        (dict(lr=-1.0), "lr=-1.0"),
+        (dict(init="xavier"), "init='xavier'"),
+        (dict(activation="tanh"), "activation='tanh'"),
+        (dict(device="tpu"), "device='tpu'"),
+        (dict(dtype="float16"), "dtype='float16'"),
+        (dict(d=[6, 7]), "d has 2 entries"),
+        (dict(steps=-1), "steps=-1"),
+    ],
+)
+def test_bad_arguments_raise_a_value_error_naming_them(kwargs, message):
+    args = dict(d=6, lam=0.01, seeds=[0, 1, 2], steps=5, progress=False)
+    args.update(kwargs)
+    d, lam = args.pop("d"), args.pop("lam")
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        train(K, n, 2, d, lam, **args)
