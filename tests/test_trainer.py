@@ -32,7 +32,9 @@ def full_loss_torch(params, lam, activation):
 @pytest.mark.parametrize("activation", ["linear", "relu"])
 @pytest.mark.parametrize("L", [1, 2, 3])
 def test_analytic_gradients_equal_autograd(activation, L):
-    runs = make_runs([0, 1, 2], d=[4, 6, 5], init_scale=[0.7, 1.0, 1.3], lam=[0.1, 0.01, 0.05], lr=0.1)
+    runs = make_runs(
+        [0, 1, 2], d=[4, 6, 5], init_scale=[0.7, 1.0, 1.3], lam=[0.1, 0.01, 0.05], lr=0.1
+    )
     params = [P.requires_grad_(True) for P in init_params(K, n, L, runs)]
     lam = torch.tensor([r.lam for r in runs], dtype=torch.float64)
     loss, grads = loss_and_grads(params, one_hot(K, n), lam.view(-1, 1, 1), activation)
@@ -72,7 +74,9 @@ def test_run_inside_a_padded_batch_equals_the_same_run_alone(activation):
 
 
 def test_padding_stays_exactly_zero():
-    result = train(K, n, 3, [4, 8], 0.01, seeds=[0, 1], init_scale=0.5, lr=0.1, steps=200, progress=False)
+    result = train(
+        K, n, 3, [4, 8], 0.01, seeds=[0, 1], init_scale=0.5, lr=0.1, steps=200, progress=False
+    )
     H1, W1, W2, W3 = result.params
     assert torch.count_nonzero(H1[0, 4:]) == 0
     assert torch.count_nonzero(W1[0, 4:]) + torch.count_nonzero(W1[0, :, 4:]) == 0
@@ -100,13 +104,27 @@ def test_gradient_descent_decreases_the_loss():
 
 
 def test_plateau_tolerance_stops_training_early():
-    result = train(K, n, 1, 4, 0.1, seeds=[0], steps=50000, record_every=100, tol=1e-9, progress=False)
+    result = train(
+        K, n, 1, 4, 0.1, seeds=[0], steps=50000, record_every=100, tol=1e-9, progress=False
+    )
     assert result.converged and result.steps_done < 50000
 
 
 def test_divergence_names_the_run_and_suggests_a_smaller_learning_rate():
     with pytest.raises(DivergenceError, match=r"run 1 .*smaller learning rate"):
-        train(K, n, 2, 6, 0.01, seeds=[0, 1], init_scale=[0.1, 30.0], lr=[0.1, 50.0], steps=200, record_every=10, progress=False)
+        train(
+            K,
+            n,
+            2,
+            6,
+            0.01,
+            seeds=[0, 1],
+            init_scale=[0.1, 30.0],
+            lr=[0.1, 50.0],
+            steps=200,
+            record_every=10,
+            progress=False,
+        )
 
 
 def test_float32_runs_and_returns_float32_parameters():

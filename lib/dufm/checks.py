@@ -25,7 +25,7 @@ def _require(error: float, tol: float, what: str) -> float:
 
 
 def regulariser(params: list) -> float:
-    """(1/2) sum of squared Frobenius norms of [H_1, W_1, ..., W_L] (the weight-decay term / lam)."""
+    """(1/2) sum of the squared Frobenius norms of [H_1, W_1, ..., W_L] (weight decay / lam)."""
     return 0.5 * sum(float(P.double().pow(2).sum()) for P in params)
 
 

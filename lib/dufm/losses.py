@@ -28,7 +28,7 @@ def mean_cross_entropy(Z: torch.Tensor) -> torch.Tensor:
 
 
 def schatten_regulariser(Z: torch.Tensor, lam: float, L: int) -> torch.Tensor:
-    """(lam/2)(L+1) sum_i s_i(Z)^{2/(L+1)}: the least regulariser over factorisations of Z (Lemma 1).
+    """(lam/2)(L+1) sum_i s_i(Z)^{2/(L+1)}: least regulariser over factorisations of Z (Lemma 1).
 
     Singular values below the rounding level max(K, Kn) * eps * s_max are taken as exact zeros:
     the root s^{2/(L+1)} would otherwise turn a 1e-15 rounding residue into a 3e-8 loss term.
@@ -68,10 +68,12 @@ def forward(params: list, activation: str = "linear") -> list:
 
 
 def full_loss(params: list, lam: float, activation: str = "linear") -> float:
-    """Deep-UFM loss (1/(Kn)) g(Z) + (lam/2)(||H_1||^2 + sum_l ||W_l||^2) of [H_1, W_1, ..., W_L]."""
+    """Deep-UFM loss (1/(Kn)) g(Z) + (lam/2)(||H_1||^2 + sum_l ||W_l||^2), Eq. (1) of the paper."""
     check_positive("lam", lam)
     if len(params) < 2:
-        raise ValueError(f"params has {len(params)} matrices: need [H_1, W_1, ..., W_L] with L >= 1")
+        raise ValueError(
+            f"params has {len(params)} matrices: need [H_1, W_1, ..., W_L] with L >= 1"
+        )
     Z = forward(params, activation)[-1]
     check_logits(Z)
     reg = sum(float(P.double().pow(2).sum()) for P in params)

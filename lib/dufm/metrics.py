@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .losses import forward
+from .losses import class_labels, forward
 from .structures import expand_classes, pair_matrix, simplex_matrix
 from .validation import check_activation, check_logits
 
@@ -28,7 +28,7 @@ def _centred_means(H: torch.Tensor, K: int) -> torch.Tensor:
 
 
 def dnc1(H: torch.Tensor, K: int) -> float:
-    """DNC1 (within-class variability): tr(Sigma_W) / tr(Sigma_B); 0 when features equal their means.
+    """DNC1 (within-class variability): tr(Sigma_W) / tr(Sigma_B); 0 when features = class means.
 
     Sigma_W is the within-class covariance, Sigma_B the covariance of the class means around the
     global mean. Returns inf when the class means coincide but features vary, nan for H = 0.
@@ -108,22 +108,48 @@ def numerical_rank(Z: torch.Tensor, rtol: float = 1e-4) -> int:
     return int((s > rtol * s[0]).sum()) if s[0] > 0 else 0
 
 
+def balancedness_gaps(params: list) -> list:
+    """[||W_{l+1}^T W_{l+1} - W_l W_l^T||, ||W_l W_l^T||] for l = 0..L-1, W_0 = H_1 (Lemma 1)."""
+    out = []
+    for lower, upper in zip(params[:-1], params[1:], strict=True):
+        left = lower @ lower.T
+        out.append(
+            [
+                float(torch.linalg.matrix_norm(upper.T @ upper - left)),
+                float(torch.linalg.matrix_norm(left)),
+            ]
+        )
+    return out
+
+
 def balancedness_residual(params: list) -> float:
     """max_l ||W_{l+1}^T W_{l+1} - W_l W_l^T||_F / ||W_l W_l^T||_F with W_0 = H_1 (Lemma 1).
 
     Zero at every critical point of the linear deep UFM.
     """
-    worst = 0.0
-    for lower, upper in zip(params[:-1], params[1:], strict=True):
-        left = lower @ lower.T
-        gap = torch.linalg.matrix_norm(upper.T @ upper - left) / torch.linalg.matrix_norm(left)
-        worst = max(worst, float(gap))
-    return worst
+    return max(gap / norm for gap, norm in balancedness_gaps(params))
+
+
+def critical_point_residual(params: list, lam: float, activation: str = "linear") -> float:
+    """||grad L|| / (lam ||params||): how far [H_1, W_1, ..., W_L] is from a critical point.
+
+    The weight-decay part of the gradient has norm lam ||params||, so a value far below 1 means
+    the fit gradient cancels it (Lemma 1's hypothesis). Uses the trainer's analytic gradient.
+    """
+    from .trainer import loss_and_grads
+
+    K, N = params[-1].shape[0], params[0].shape[1]
+    targets = torch.nn.functional.one_hot(class_labels(K, N // K), K).T.to(params[0].dtype)
+    lam_t = torch.full((1, 1, 1), float(lam), dtype=params[0].dtype)
+    _, grads = loss_and_grads([P.unsqueeze(0) for P in params], targets, lam_t, activation)
+    grad_norm = sum(float(g.pow(2).sum()) for g in grads) ** 0.5
+    param_norm = sum(float(P.pow(2).sum()) for P in params) ** 0.5
+    return grad_norm / (lam * param_norm)
 
 
 @dataclass(frozen=True)
 class Structure:
-    """Classifier verdict: ``name`` in {"dnc", "pair", "zero", "other"}, rank and template distance."""
+    """Classifier verdict: ``name`` ("dnc", "pair", "zero" or "other"), rank, template distance."""
 
     name: str
     rank: int

@@ -43,7 +43,7 @@ def pair_matrix(K: int, dtype: torch.dtype = DTYPE, device=None) -> torch.Tensor
 
 
 def dnc_logits(K: int, n: int, scale: float) -> torch.Tensor:
-    """Z_DNC = scale * S kron 1_n^T, K x Kn float64 (Definition 2; margin `scale` over every class)."""
+    """Z_DNC = scale * S kron 1_n^T, K x Kn float64 (Definition 2; margin `scale` everywhere)."""
     check_sizes(K=K, n=n)
     check_nonnegative("scale", scale)
     return expand_classes(scale * simplex_matrix(K), n)
@@ -60,7 +60,9 @@ def low_rank_logits(K: int, n: int, scale: float) -> torch.Tensor:
     return expand_classes(scale * pair_matrix(K), n)
 
 
-def random_orthogonal(d: int, generator: torch.Generator, dtype: torch.dtype = DTYPE) -> torch.Tensor:
+def random_orthogonal(
+    d: int, generator: torch.Generator, dtype: torch.dtype = DTYPE
+) -> torch.Tensor:
     """A Haar-random d x d orthogonal matrix (QR of a Gaussian with the sign convention fixed)."""
     G = torch.randn(d, d, generator=generator, dtype=dtype)
     Q, R = torch.linalg.qr(G)

@@ -44,7 +44,7 @@ def check_nonnegative(name: str, value: object) -> float:
 
 
 def check_sizes(K: object = None, n: object = None, d: object = None, L: object = None) -> None:
-    """Check the model sizes: K >= 2 classes, n >= 1 samples per class, width d >= K, depth L >= 1."""
+    """Check sizes: K >= 2 classes, n >= 1 samples per class, width d >= K, depth L >= 1."""
     if K is not None:
         check_int("K", K, 2)
     if n is not None:
@@ -65,7 +65,7 @@ def check_activation(activation: object) -> str:
 
 
 def check_device(device: object) -> torch.device:
-    """Check that ``device`` names a torch device that exists here ("cpu", "cuda", "cuda:1", ...)."""
+    """Check that ``device`` names a torch device available here ("cpu", "cuda", "cuda:1")."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
