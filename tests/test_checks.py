@@ -4,16 +4,19 @@ import pytest
 
 from dufm.checks import (
     CheckFailed,
+    check_balance_recursion,
     check_balanced,
     check_close,
     check_dnc_every_layer,
     check_minimal_regulariser,
     check_reduced_loss_identity,
+    gd_step,
     random_refactorisation,
     regulariser,
 )
 from dufm.losses import forward, mean_cross_entropy
 from dufm.structures import dnc_logits, factorize, low_rank_logits
+from dufm.trainer import init_params, make_runs
 
 
 @pytest.fixture
@@ -65,3 +68,16 @@ def test_close_check_reports_measured_and_expected():
         check_close(1.1, 1.0, 1e-3, "x")
     with pytest.raises(CheckFailed):
         check_close(float("nan"), 1.0, 1e-3, "x")
+
+
+def test_balance_recursion_holds_for_the_trainer_step_and_fails_without_decay_on_one_layer():
+    params = [P[0] for P in init_params(4, 3, 3, make_runs([0], 6, 0.7, 0.01, 0.5))]
+    assert check_balance_recursion(params, 0.01, 0.5) < 1e-12
+
+    def step_without_decay_on_w1(params, lam, lr):
+        out = gd_step(params, lam, lr)
+        out[1] = out[1] / (1 - lr * lam)
+        return out
+
+    with pytest.raises(CheckFailed, match="balance-decay"):
+        check_balance_recursion(params, 0.01, 0.5, step=step_without_decay_on_w1)

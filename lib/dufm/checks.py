@@ -104,3 +104,44 @@ def check_close(measured: float, expected: float, rtol: float, what: str) -> flo
     """Relative agreement of a measurement with a theoretical value; returns the relative error."""
     error = abs(measured - expected) / max(abs(expected), 1e-300)
     return _require(error, rtol, f"{what} (measured {measured:.12g}, theory {expected:.12g})")
+
+
+def gd_step(params: list, lam: float, lr: float) -> list:
+    """One full-batch gradient-descent step of the linear deep UFM by ``dufm.trainer.train``."""
+    from .trainer import train
+
+    K, N = params[-1].shape[0], params[0].shape[1]
+    result = train(
+        K, N // K, len(params) - 1, params[0].shape[0], lam, seeds=[0], lr=lr, steps=1,
+        params=[P.unsqueeze(0) for P in params], progress=False,
+    )  # fmt: skip
+    return result.run_params(0)
+
+
+def check_balance_recursion(params: list, lam: float, lr: float, tol: float = 1e-9, step=gd_step):
+    """Chapter 1, Eq. (balance-decay): one GD step maps the imbalance exactly as derived.
+
+    Delta_l = W_{l+1}^T W_{l+1} - W_l W_l^T (W_0 = H_1) must become
+    (1 - lr lam)^2 Delta_l + lr^2 (G_{l+1}^T G_{l+1} - G_l G_l^T), G_l the fit gradients.
+    ``step(params, lam, lr)`` makes the step (the trainer's by default). Returns the largest
+    relative error over the layers.
+    """
+    from .trainer import loss_and_grads
+
+    K, N = params[-1].shape[0], params[0].shape[1]
+    targets = torch.nn.functional.one_hot(torch.arange(K).repeat_interleave(N // K), K).T
+    _, grads = loss_and_grads(
+        [P.unsqueeze(0) for P in params], targets.double(), torch.zeros(1, 1, 1), "linear"
+    )
+    fit = [g[0] for g in grads]
+    after = step(params, lam, lr)
+    worst = 0.0
+    for layer in range(len(params) - 1):
+        lo, up = layer, layer + 1
+        delta = params[up].T @ params[up] - params[lo] @ params[lo].T
+        source = fit[up].T @ fit[up] - fit[lo] @ fit[lo].T
+        predicted = (1 - lr * lam) ** 2 * delta + lr**2 * source
+        measured = after[up].T @ after[up] - after[lo] @ after[lo].T
+        scale = torch.linalg.matrix_norm(params[lo] @ params[lo].T)
+        worst = max(worst, float(torch.linalg.matrix_norm(measured - predicted) / scale))
+    return _require(worst, tol, "one-step update of the imbalance against Eq. (balance-decay)")
