@@ -39,3 +39,127 @@ def loss_curves(ax, steps, losses, labels, references: dict | None = None) -> No
 def new_figure(ncols: int = 1, width: float = 5.0, height: float = 4.0):
     """A figure with ``ncols`` axes side by side and constrained layout."""
     return plt.subplots(1, ncols, figsize=(width * ncols, height), layout="constrained")
+
+
+def region_map(ax, codes, Ks, Ls, categories: dict, outline=None, title: str = "") -> None:
+    """Categorical (K, L) map (Theorem 1): one coloured cell per (K, L), a legend, an outline.
+
+    ``codes`` (len(Ks), len(Ls)) holds integer codes; ``categories`` maps each code to
+    (label, colour). ``outline`` is an optional boolean array of the same shape whose region's
+    boundary is drawn as a thick black line (e.g. the region stated in the paper).
+    """
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    codes = np.asarray(codes)
+    keys = sorted(categories)
+    index = {key: i for i, key in enumerate(keys)}
+    mapped = np.vectorize(index.get)(codes)
+    cmap = ListedColormap([categories[key][1] for key in keys])
+    x_edges = np.arange(len(Ks) + 1) + Ks[0] - 0.5
+    y_edges = np.arange(len(Ls) + 1) + Ls[0] - 0.5
+    ax.pcolormesh(x_edges, y_edges, mapped.T, cmap=cmap, vmin=-0.5, vmax=len(keys) - 0.5)
+    if outline is not None:
+        inside = np.pad(np.asarray(outline, dtype=bool), 1)
+        last_i, last_j = inside.shape[0] - 2, inside.shape[1] - 2
+        for i in range(inside.shape[0] - 1):
+            for j in range(inside.shape[1] - 1):
+                x, y = Ks[0] - 1.5 + i, Ls[0] - 1.5 + j
+                # boundaries between two cells of the map (not along the map's outer edge)
+                if inside[i, j] != inside[i + 1, j] and 0 < j and 0 < i < last_i:
+                    ax.plot([x + 1, x + 1], [y, y + 1], color="k", linewidth=2.5)
+                if inside[i, j] != inside[i, j + 1] and 0 < i and 0 < j < last_j:
+                    ax.plot([x, x + 1], [y + 1, y + 1], color="k", linewidth=2.5)
+    ax.set_xlabel("number of classes K")
+    ax.set_ylabel("depth L")
+    ax.set_xticks(list(Ks)[::2])
+    ax.set_yticks(list(Ls))
+    present = [key for key in keys if (codes == key).any()]
+    handles = [
+        Patch(facecolor=categories[key][1], edgecolor="0.4", label=categories[key][0])
+        for key in present
+    ]
+    if outline is not None:
+        handles.append(plt.Line2D([], [], color="k", linewidth=2.5, label="stated region"))
+    ax.legend(
+        handles=handles, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2
+    )
+    if title:
+        ax.set_title(title)
+
+
+def singular_value_scatter(ax, depths, values, floor: float, color: str = "C0", label: str = ""):
+    """Singular values against depth on a log scale, with multiplicities and exact zeros (Thm 3).
+
+    ``values[j]`` holds the singular values at ``depths[j]``. Equal values (to 1e-6 relative) are
+    drawn as one dot labelled with their multiplicity; exact zeros, which a log scale cannot show,
+    are drawn as crosses at ``floor`` labelled with their count.
+    """
+    import numpy as np
+
+    first = True
+    for L, row in zip(depths, values, strict=True):
+        row = np.sort(np.asarray(row, dtype=float))[::-1]
+        nonzero, zeros = row[row > 0], int((row == 0).sum())
+        groups = []
+        for value in nonzero:
+            if groups and abs(groups[-1][0] - value) <= 1e-6 * groups[-1][0]:
+                groups[-1][1] += 1
+            else:
+                groups.append([value, 1])
+        for value, count in groups:
+            ax.plot(L, value, "o", color=color, label=label if first else None)
+            first = False
+            if count > 1:
+                ax.annotate(
+                    f"{count}×",
+                    (L, value),
+                    textcoords="offset points",
+                    xytext=(5, 3),
+                    fontsize="x-small",
+                    color=color,
+                )
+        if zeros:
+            ax.plot(L, floor, "x", color="C3", markersize=7)
+            ax.annotate(
+                f"{zeros}",
+                (L, floor),
+                textcoords="offset points",
+                xytext=(5, 3),
+                fontsize="x-small",
+                color="C3",
+            )
+    ax.set_yscale("log")
+    ax.set_xticks(list(depths))
+    ax.set_xlabel("depth L")
+
+
+def html_table(headers, rows, caption: str = ""):
+    """An HTML table (IPython ``HTML``) for a notebook output: rendered by any book renderer.
+
+    ``headers`` is a list of column titles; ``rows`` a list of lists of cell values, shown with
+    ``str`` (format them first). Numbers are right-aligned.
+    """
+    from html import escape
+
+    from IPython.display import HTML
+
+    def cell(value, tag):
+        align = "right" if isinstance(value, int | float) or _numeric(value) else "left"
+        return f'<{tag} style="text-align: {align}">{escape(str(value))}</{tag}>'
+
+    head = "".join(cell(h, "th") for h in headers)
+    body = "".join("<tr>" + "".join(cell(v, "td") for v in row) + "</tr>" for row in rows)
+    title = f"<caption>{escape(caption)}</caption>" if caption else ""
+    return HTML(
+        f'<table class="table">{title}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
+
+
+def _numeric(text) -> bool:
+    try:
+        float(str(text).replace("×", ""))
+    except ValueError:
+        return False
+    return True
