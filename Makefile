@@ -1,0 +1,45 @@
+# `make book`: set up .venv and build the HTML book into _build/html/index.html.
+# `make test`: set up .venv and run every check (ruff, unit tests, chapters, book, browser).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+LINT   := lib tests $(wildcard benchmarks _ext)
+LIB    := $(shell find lib -name '*.py' 2>/dev/null)
+CACHE  := _build/.jupyter_cache
+
+.PHONY: book test lint venv clean distclean
+
+book: $(STAMP) _build/.lib-stamp
+	$(BIN)/jupyter-book build -W -n --keep-going .
+
+# jupyter-cache re-executes a chapter only when its own text changes: drop the cache whenever the
+# library or the pinned stack changes, so the book never shows results of older code.
+_build/.lib-stamp: $(LIB) requirements.txt pyproject.toml
+	rm -rf $(CACHE)
+	mkdir -p _build
+	touch $@
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT)
+	$(BIN)/ruff format --check $(LINT)
+
+venv: $(STAMP)
+
+# Re-install whenever the pins or the package metadata change; a second run is instant.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+# clean keeps runs/ (your executed reruns) and .venv; distclean also removes .venv.
+clean:
+	rm -rf _build .pytest_cache .ruff_cache lib/*.egg-info
+	find lib tests -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

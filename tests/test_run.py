@@ -1,0 +1,174 @@
+"""Unit tests of the chapter runner ``dufm.run`` on tiny throwaway notebooks."""
+
+import json
+from pathlib import Path
+
+import jupytext
+import nbformat
+import papermill
+import pytest
+
+from dufm import run
+from dufm.run import (
+    ChapterError,
+    execute_chapter,
+    parameter_set,
+    parse_value,
+    toc_chapters,
+    toc_documents,
+)
+
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+
+
+def write_chapter(folder: Path, stem: str, body: str, params: str = "a = 1\nb = 'x'\n") -> Path:
+    """A MyST chapter with a ``parameters`` cell and one body cell."""
+    cells = [
+        nbformat.v4.new_markdown_cell(f"# {stem}"),
+        nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(body),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": KERNELSPEC})
+    path = folder / f"{stem}.md"
+    jupytext.write(nb, path, fmt="md:myst")
+    return path
+
+
+def outputs(path: Path) -> str:
+    """All stream text printed by an executed notebook."""
+    nb = nbformat.read(path, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_unknown_parameter_names_chapter_and_allowed_names(tmp_path):
+    chapter = write_chapter(tmp_path, "ch", "print(a)")
+    with pytest.raises(ValueError, match=r"chapter ch: unknown parameter\(s\) 'c'; allowed: a, b"):
+        execute_chapter(chapter, {"c": 3}, tmp_path / "out")
+    assert not (tmp_path / "out" / "ch.ipynb").exists()
+
+
+def test_missing_chapter_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="chapter file not found: .*nope.md"):
+        execute_chapter(tmp_path / "nope.md", {}, tmp_path)
+
+
+def test_overrides_reach_the_notebook_and_cwd_is_the_chapter_folder(tmp_path):
+    (tmp_path / "data.txt").write_text("here")
+    chapter = write_chapter(tmp_path, "ch", "print(a * 2, b, open('data.txt').read())")
+    out = execute_chapter(chapter, {"a": 21, "b": "cuda"}, tmp_path / "out")
+    assert out == tmp_path / "out" / "ch.ipynb"
+    assert "42 cuda here" in outputs(out)
+    assert [p.name for p in out.parent.iterdir()] == ["ch.ipynb"]  # no temporary file left
+
+
+def test_failing_rerun_raises_chapter_error_and_keeps_the_good_result(tmp_path):
+    out_dir = tmp_path / "out"
+    chapter = write_chapter(tmp_path, "ch", "assert a == 1, f'a is {a}'\nprint('good run')")
+    good = execute_chapter(chapter, {}, out_dir)
+    before = good.read_bytes()
+    with pytest.raises(ChapterError) as info:
+        execute_chapter(chapter, {"a": 5}, out_dir)
+    err = info.value
+    assert (err.chapter, err.ename, err.evalue) == ("ch", "AssertionError", "a is 5")
+    message = str(err)
+    assert "chapter ch" in message and "AssertionError: a is 5" in message
+    assert "assert a == 1" in message  # the failing cell's source
+    assert "Traceback" not in message and "papermill" not in message
+    assert good.read_bytes() == before  # the earlier good notebook is intact
+    assert err.partial == out_dir / "ch.failed.ipynb" and err.partial.is_file()
+    assert sorted(p.name for p in out_dir.iterdir()) == ["ch.failed.ipynb", "ch.ipynb"]
+
+
+def test_interrupted_run_leaves_no_half_written_file(tmp_path, monkeypatch):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "ch.ipynb").write_text("good")
+    chapter = write_chapter(tmp_path, "ch", "print(a)")
+
+    def interrupted(nb, output_path, **kwargs):
+        Path(output_path).write_text('{"half": ')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        execute_chapter(chapter, {}, out_dir)
+    assert [p.name for p in out_dir.iterdir()] == ["ch.ipynb"]
+    assert (out_dir / "ch.ipynb").read_text() == "good"
+
+
+def test_parameter_sets_from_the_chapter_params_file(tmp_path):
+    chapter = write_chapter(tmp_path, "ch", "pass")
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "ch.yml").write_text("ci:\n  a: 2\n  lr: 1e-3\npaper:\n  a: 3\n")
+    assert parameter_set(chapter, "ci") == {"a": 2, "lr": 1e-3}
+    assert parameter_set(chapter, "paper") == {"a": 3}
+    assert parameter_set(chapter, "book") == {}
+
+
+def test_book_set_needs_no_params_file_but_ci_does(tmp_path):
+    chapter = write_chapter(tmp_path, "ch", "pass")
+    assert parameter_set(chapter, "book") == {}
+    with pytest.raises(FileNotFoundError, match="'ci' of ch"):
+        parameter_set(chapter, "ci")
+
+
+def test_parameter_file_flat_and_keyed_by_chapter(tmp_path):
+    chapter = write_chapter(tmp_path, "ch", "pass")
+    flat = tmp_path / "flat.yml"
+    flat.write_text("a: 7\nb: [1, 2]\n")
+    keyed = tmp_path / "keyed.yaml"
+    keyed.write_text("ch:\n  a: 8\nother:\n  a: 9\n")
+    assert parameter_set(chapter, str(flat)) == {"a": 7, "b": [1, 2]}
+    assert parameter_set(chapter, str(keyed)) == {"a": 8}
+    keyed.write_text("other:\n  a: 9\n")
+    assert parameter_set(chapter, str(keyed)) == {}
+
+
+def test_unknown_parameter_set_name_lists_the_sets(tmp_path):
+    chapter = write_chapter(tmp_path, "ch", "pass")
+    with pytest.raises(ValueError, match="unknown parameter set 'fast'.*ci, book, paper"):
+        parameter_set(chapter, "fast")
+    with pytest.raises(FileNotFoundError, match="parameter file not found"):
+        parameter_set(chapter, str(tmp_path / "missing.yml"))
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("3", 3), ("1e-3", 1e-3), ("0.5", 0.5), ("true", True), ("cuda", "cuda"), ("[1, 2]", [1, 2])],
+)
+def test_parse_value_reads_yaml_scalars(text, value):
+    assert parse_value(text) == value and type(parse_value(text)) is type(value)
+
+
+def test_toc_chapters_lists_kernel_pages_in_order(tmp_path):
+    (tmp_path / "chapters").mkdir()
+    write_chapter(tmp_path / "chapters", "02_b", "pass")
+    write_chapter(tmp_path / "chapters", "01_a", "pass")
+    (tmp_path / "intro.md").write_text("# Intro\n")
+    (tmp_path / "bibliography.md").write_text("# Bibliography\n")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nparts:\n  - caption: C\n    chapters:\n"
+        "      - file: chapters/02_b\n      - file: chapters/01_a\n"
+        "  - caption: R\n    chapters:\n      - file: bibliography\n"
+    )
+    assert [p.stem for p in toc_chapters(tmp_path)] == ["02_b", "01_a"]
+    assert toc_documents(tmp_path) == ["intro", "chapters/02_b", "chapters/01_a", "bibliography"]
+    (tmp_path / "chapters" / "01_a.md").unlink()
+    with pytest.raises(FileNotFoundError, match="chapters/01_a"):
+        toc_chapters(tmp_path)
+
+
+def test_cli_rejects_an_unknown_name_before_running_anything(tmp_path, capsys):
+    chapter = write_chapter(tmp_path, "ch", "pass")
+    status = run.main([str(chapter), "-p", "zeta", "1", "--out", str(tmp_path / "out")])
+    assert status == 2
+    assert "chapter ch: unknown parameter(s) 'zeta'; allowed: a, b" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_device_shorthand_and_params_file(tmp_path, capsys):
+    chapter = write_chapter(tmp_path, "ch", "print(a, device)", params="a = 1\ndevice = 'cpu'\n")
+    (tmp_path / "p.yml").write_text(json.dumps({"a": 4}))
+    argv = [str(chapter), "--params", str(tmp_path / "p.yml"), "--device", "meta"]
+    assert run.main([*argv, "--out", str(tmp_path / "out")]) == 0
+    assert "4 meta" in outputs(tmp_path / "out" / "ch.ipynb")
