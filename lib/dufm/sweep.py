@@ -1,0 +1,311 @@
+"""Paper-scale sweeps that survive interruption (Figures 2 and 5: many runs per point).
+
+``run_sweep`` groups run configurations (seed, width d, init scale, weight decay lam) into
+batches, trains each batch with ``dufm.trainer.train`` and saves each finished batch's compact
+results atomically (temporary file, then ``os.replace``) to ``out_dir/batch-<hash>.pt``, the
+hash covering everything that determines the batch's numbers. A rerun with the same arguments
+loads the finished batches and trains only the missing ones, so an interrupted sweep (Ctrl-C, a
+killed job, a timeout) loses at most the batch in progress. Example::
+
+    configs = grid(seeds=range(10), d=[20, 40, 70, 100], lam=2**-10)
+    result = run_sweep(configs, "runs/fig2", K=10, n=5, L=2, steps=40000, device="cuda")
+    result.final_loss, result.logit_svals  # one row per configuration, in the given order
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .trainer import train
+from .validation import check_int, check_nonnegative, check_positive, check_sizes
+
+FORMAT_VERSION = 1
+# train() arguments that do not change the numbers a batch produces (beyond rounding): a sweep
+# started on the CPU can be finished on a GPU.
+_NOT_HASHED = ("device", "progress", "compile")
+_FROM_CONFIGS = ("seeds", "d", "lam", "init_scale", "params")
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """The per-run settings a sweep varies (Figures 2 and 5: widths, lam, seeds, init scales)."""
+
+    seed: int
+    d: int
+    lam: float
+    init_scale: float = 1.0
+
+
+@dataclass
+class SweepResult:
+    """Per-run results of ``run_sweep`` in the order of the given configurations.
+
+    Shapes (R runs): ``final_loss`` (R,); ``mean_logits`` (R, K, K), column c the mean logit of
+    class c; ``logit_svals`` (R, K), singular values of Z in decreasing order; ``feature_svals``
+    (R, L, m), singular values of H_1, ..., H_L (m = min(largest d, Kn), zero-padded);
+    ``losses[i]`` the loss history of run i at ``record_steps[i]``. All float64 on the CPU.
+    """
+
+    configs: list
+    final_loss: torch.Tensor
+    mean_logits: torch.Tensor
+    logit_svals: torch.Tensor
+    feature_svals: torch.Tensor
+    losses: list
+    record_steps: list
+    converged: list
+    batches_trained: int
+    batches_loaded: int
+
+
+def grid(seeds, d, lam, init_scale=1.0) -> list:
+    """All combinations of the given seeds, widths, weight decays and init scales (scalars or
+    sequences) as ``SweepRun`` configurations, seeds varying fastest."""
+
+    def seq(x):
+        return list(x) if isinstance(x, list | tuple | range) else [x]
+
+    return [
+        SweepRun(seed=s, d=w, lam=la, init_scale=sc)
+        for w, la, sc, s in itertools.product(seq(d), seq(lam), seq(init_scale), seq(seeds))
+    ]
+
+
+def _as_run(config, index: int) -> SweepRun:
+    if isinstance(config, SweepRun):
+        run = config
+    elif isinstance(config, dict):
+        unknown = set(config) - {"seed", "d", "lam", "init_scale"}
+        if unknown:
+            raise ValueError(
+                f"configs[{index}] has keys {sorted(unknown)}: allowed are seed, d, lam, init_scale"
+            )
+        try:
+            run = SweepRun(**config)
+        except TypeError as exc:
+            raise ValueError(f"configs[{index}]={config!r} is not allowed: {exc}") from None
+    else:
+        raise ValueError(
+            f"configs[{index}]={config!r} is not allowed: must be a SweepRun or a dict with "
+            "keys seed, d, lam (and optionally init_scale)"
+        )
+    return SweepRun(
+        seed=check_int(f"configs[{index}].seed", run.seed, 0),
+        d=check_int(f"configs[{index}].d", run.d, 1),
+        lam=check_positive(f"configs[{index}].lam", run.lam),
+        init_scale=check_nonnegative(f"configs[{index}].init_scale", run.init_scale),
+    )
+
+
+def _plain(settings: dict) -> dict:
+    """``settings`` as plain JSON values (a torch dtype becomes its name), as stored and hashed."""
+    return json.loads(json.dumps(settings, sort_keys=True, default=str))
+
+
+def _batch_key(settings: dict) -> str:
+    text = json.dumps(settings, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _summarise(result, K: int, n: int) -> dict:
+    """The compact per-run record of one trained batch (float64 CPU tensors)."""
+    R = len(result.runs)
+    mean_logits, logit_svals, feature_svals = [], [], []
+    for i in range(R):
+        params = result.run_params(i)
+        feats = [params[0]]
+        for layer, W in enumerate(params[1:], start=1):
+            inp = feats[-1]
+            if result.activation == "relu" and layer >= 2:
+                inp = torch.relu(inp)
+            feats.append(W @ inp)
+        Z = feats[-1]
+        mean_logits.append(Z.reshape(K, K, n).mean(dim=-1))
+        logit_svals.append(torch.linalg.svdvals(Z))
+        feature_svals.append([torch.linalg.svdvals(H) for H in feats[:-1]])
+    return {
+        "final_loss": result.final_losses.clone(),
+        "mean_logits": torch.stack(mean_logits),
+        "logit_svals": torch.stack(logit_svals),
+        "feature_svals": feature_svals,
+        "losses": result.losses.clone(),
+        "record_steps": list(result.record_steps),
+        "converged": bool(result.converged),
+        "steps_done": int(result.steps_done),
+    }
+
+
+def _save_atomic(payload: dict, path: Path) -> None:
+    """Write ``payload`` to ``path`` so that a reader sees the old file or the whole new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load(path: Path, settings: dict):
+    """A finished batch's record; None if the file is missing, unreadable or for other settings."""
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged file is retrained, not fatal
+        warnings.warn(f"{path} is unreadable ({exc}); training that batch again", stacklevel=3)
+        return None
+    if not isinstance(payload, dict) or payload.get("settings") != settings:
+        warnings.warn(f"{path} holds other settings; training that batch again", stacklevel=3)
+        return None
+    return payload
+
+
+def run_sweep(
+    configs,
+    out_dir,
+    *,
+    K: int,
+    n: int,
+    L: int,
+    batch_size: int = 256,
+    progress: bool = True,
+    **train_kwargs,
+) -> SweepResult:
+    """Train every configuration, resuming from the finished batches in ``out_dir`` (Figs. 2, 5).
+
+    ``configs``: ``SweepRun`` objects or dicts with keys seed, d, lam (optionally init_scale).
+    They are sorted by width (so a batch pads little) and cut into batches of ``batch_size``;
+    ``train_kwargs`` go to ``dufm.trainer.train`` for every batch (steps, lr, activation, init,
+    record_every, tol, device, dtype, compile). Each finished batch is saved at once, so an
+    interruption loses only the batch in progress; a rerun with the same arguments trains only
+    the missing batches. A progress bar over runs (stderr, updated at most every 5 s) shows
+    the ETA across batches.
+    """
+    check_sizes(K=K, n=n, L=L)
+    check_int("batch_size", batch_size, 1)
+    clash = sorted(set(train_kwargs) & set(_FROM_CONFIGS))
+    if clash:
+        raise ValueError(
+            f"train arguments {clash} are not allowed in run_sweep: seed, d, lam and init_scale "
+            "come from configs"
+        )
+    runs = [_as_run(c, i) for i, c in enumerate(configs)]
+    if not runs:
+        raise ValueError("configs=[] is not allowed: give at least one run configuration")
+    for i, run in enumerate(runs):
+        if run.d < K:
+            raise ValueError(
+                f"configs[{i}].d={run.d} is not allowed: the width must be at least K={K}"
+            )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    order = sorted(range(len(runs)), key=lambda i: (runs[i].d, i))
+    batches = [order[a : a + batch_size] for a in range(0, len(order), batch_size)]
+    hashed = {k: v for k, v in sorted(train_kwargs.items()) if k not in _NOT_HASHED}
+    hashed.setdefault("dtype", "float64")
+    records: dict[int, dict] = {}
+    trained = loaded = 0
+    pending = []
+    for idx in batches:
+        settings = _plain(
+            {
+                "format": FORMAT_VERSION,
+                "K": K,
+                "n": n,
+                "L": L,
+                "train": hashed,
+                "runs": [asdict(runs[i]) for i in idx],
+            }
+        )
+        path = out / f"batch-{_batch_key(settings)}.pt"
+        payload = _load(path, settings)
+        if payload is None:
+            pending.append((idx, settings, path))
+        else:
+            _collect(records, idx, payload)
+            loaded += 1
+
+    done_runs = len(runs) - sum(len(idx) for idx, _, _ in pending)
+    bar = tqdm(
+        total=len(runs),
+        initial=done_runs,
+        disable=not progress,
+        file=sys.stderr,
+        mininterval=5.0,
+        desc="sweep",
+        unit="run",
+    )
+    try:
+        for idx, settings, path in pending:
+            result = train(
+                K,
+                n,
+                L,
+                [runs[i].d for i in idx],
+                [runs[i].lam for i in idx],
+                seeds=[runs[i].seed for i in idx],
+                init_scale=[runs[i].init_scale for i in idx],
+                progress=False,
+                **train_kwargs,
+            )
+            payload = {"settings": settings, **_summarise(result, K, n)}
+            _save_atomic(payload, path)
+            _collect(records, idx, payload)
+            trained += 1
+            bar.update(len(idx))
+    finally:
+        bar.close()
+    return _assemble(runs, records, trained, loaded)
+
+
+def _collect(records: dict, idx: list, payload: dict) -> None:
+    for j, i in enumerate(idx):
+        records[i] = {
+            "final_loss": payload["final_loss"][j],
+            "mean_logits": payload["mean_logits"][j],
+            "logit_svals": payload["logit_svals"][j],
+            "feature_svals": payload["feature_svals"][j],
+            "losses": payload["losses"][j],
+            "record_steps": payload["record_steps"],
+            "converged": payload["converged"],
+        }
+
+
+def _assemble(runs: list, records: dict, trained: int, loaded: int) -> SweepResult:
+    R = len(runs)
+    rec = [records[i] for i in range(R)]
+    m = max(s.numel() for r in rec for s in r["feature_svals"])
+    L = len(rec[0]["feature_svals"])
+    feature_svals = torch.zeros(R, L, m, dtype=torch.float64)
+    for i, r in enumerate(rec):
+        for layer, s in enumerate(r["feature_svals"]):
+            feature_svals[i, layer, : s.numel()] = s
+    return SweepResult(
+        configs=list(runs),
+        final_loss=torch.stack([r["final_loss"] for r in rec]),
+        mean_logits=torch.stack([r["mean_logits"] for r in rec]),
+        logit_svals=torch.stack([r["logit_svals"] for r in rec]),
+        feature_svals=feature_svals,
+        losses=[r["losses"] for r in rec],
+        record_steps=[r["record_steps"] for r in rec],
+        converged=[r["converged"] for r in rec],
+        batches_trained=trained,
+        batches_loaded=loaded,
+    )

@@ -1,0 +1,127 @@
+"""Resumable sweeps (the paper-scale runs behind Figures 2 and 5)."""
+
+import pytest
+import torch
+
+import dufm.sweep as sweep_mod
+from dufm.sweep import SweepRun, grid, run_sweep
+from dufm.trainer import train
+
+K, n, L = 4, 3, 2
+TRAIN = dict(steps=60, lr=0.2, record_every=20)
+
+
+def configs():
+    return grid(seeds=[0, 1], d=[4, 6, 5], lam=[0.01, 0.02])  # 12 runs
+
+
+def batch_files(path):
+    return sorted(path.glob("batch-*.pt"))
+
+
+def assert_same(a, b):
+    assert torch.equal(a.final_loss, b.final_loss)
+    assert torch.equal(a.mean_logits, b.mean_logits)
+    assert torch.equal(a.logit_svals, b.logit_svals)
+    assert torch.equal(a.feature_svals, b.feature_svals)
+    for x, y in zip(a.losses, b.losses, strict=True):
+        assert torch.equal(x, y)
+    assert a.configs == b.configs
+
+
+def test_grid_varies_seeds_fastest():
+    runs = grid(seeds=range(3), d=[5, 7], lam=0.1, init_scale=[0.5])
+    assert len(runs) == 6
+    assert runs[:3] == [SweepRun(seed=s, d=5, lam=0.1, init_scale=0.5) for s in range(3)]
+
+
+def test_interrupted_sweep_keeps_finished_batches_and_resumes(tmp_path, monkeypatch):
+    reference = run_sweep(
+        configs(), tmp_path / "ref", K=K, n=n, L=L, batch_size=5, progress=False, **TRAIN
+    )
+    assert reference.batches_trained == 3 and reference.batches_loaded == 0
+
+    calls = []
+
+    def failing_train(*args, **kwargs):
+        calls.append(kwargs["seeds"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated interruption in the second batch")
+        return train(*args, **kwargs)
+
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(sweep_mod, "train", failing_train)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(configs(), out, K=K, n=n, L=L, batch_size=5, progress=False, **TRAIN)
+    assert len(batch_files(out)) == 1  # the first batch survived, no temporary file is left
+    assert not list(out.glob(".*tmp"))
+
+    calls.clear()
+    monkeypatch.setattr(
+        sweep_mod, "train", lambda *a, **k: calls.append(k["seeds"]) or train(*a, **k)
+    )
+    resumed = run_sweep(configs(), out, K=K, n=n, L=L, batch_size=5, progress=False, **TRAIN)
+    assert resumed.batches_loaded == 1 and resumed.batches_trained == 2
+    assert len(calls) == 2  # only the missing batches were trained
+    assert len(batch_files(out)) == 3
+    assert_same(resumed, reference)
+
+    calls.clear()
+    again = run_sweep(configs(), out, K=K, n=n, L=L, batch_size=5, progress=False, **TRAIN)
+    assert calls == [] and again.batches_loaded == 3
+    assert_same(again, reference)
+
+
+def test_results_are_those_of_train_in_the_given_order(tmp_path):
+    runs = [SweepRun(seed=3, d=6, lam=0.02), SweepRun(seed=1, d=4, lam=0.01, init_scale=0.5)]
+    result = run_sweep(runs, tmp_path, K=K, n=n, L=L, batch_size=4, progress=False, **TRAIN)
+    for i, run in enumerate(runs):
+        alone = train(
+            K,
+            n,
+            L,
+            run.d,
+            run.lam,
+            seeds=[run.seed],
+            init_scale=run.init_scale,
+            progress=False,
+            **TRAIN,
+        )
+        assert float(result.final_loss[i]) == pytest.approx(float(alone.final_losses[0]), abs=1e-12)
+        Z = alone.logits(0)
+        assert torch.allclose(result.mean_logits[i], Z.reshape(K, K, n).mean(-1), atol=1e-12)
+        assert torch.allclose(result.logit_svals[i], torch.linalg.svdvals(Z), atol=1e-12)
+        assert result.losses[i].shape == (len(result.record_steps[i]),)
+    assert result.feature_svals.shape == (2, L, 6)
+
+
+def test_changed_settings_train_again_and_a_damaged_file_is_retrained(tmp_path):
+    run_sweep(configs()[:3], tmp_path, K=K, n=n, L=L, progress=False, **TRAIN)
+    assert len(batch_files(tmp_path)) == 1
+    other = run_sweep(
+        configs()[:3], tmp_path, K=K, n=n, L=L, progress=False, **{**TRAIN, "lr": 0.1}
+    )
+    assert other.batches_trained == 1 and len(batch_files(tmp_path)) == 2
+    for path in batch_files(tmp_path):
+        path.write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="unreadable"):
+        again = run_sweep(configs()[:3], tmp_path, K=K, n=n, L=L, progress=False, **TRAIN)
+    assert again.batches_trained == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(configs=[]), "configs=\\[\\]"),
+        (dict(configs=[dict(seed=0, d=3, lam=0.1)]), "configs\\[0\\].d=3"),
+        (dict(configs=[dict(seed=0, d=5, lam=-1.0)]), "configs\\[0\\].lam=-1.0"),
+        (dict(configs=[dict(seed=0, d=5, lam=0.1, width=3)]), "keys \\['width'\\]"),
+        (dict(batch_size=0), "batch_size=0"),
+        (dict(seeds=[0]), "'seeds'"),
+    ],
+)
+def test_bad_arguments_raise_a_value_error_naming_them(tmp_path, kwargs, message):
+    args = dict(configs=configs(), K=K, n=n, L=L, progress=False, steps=5)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        run_sweep(out_dir=tmp_path, **args)
