@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .losses import forward, full_loss, reduced_loss
+from .losses import forward, full_loss, one_hot_labels, reduced_loss
 from .metrics import balancedness_residual, dnc_metrics
 
 
@@ -129,9 +129,9 @@ def check_balance_recursion(params: list, lam: float, lr: float, tol: float = 1e
     from .trainer import loss_and_grads
 
     K, N = params[-1].shape[0], params[0].shape[1]
-    targets = torch.nn.functional.one_hot(torch.arange(K).repeat_interleave(N // K), K).T
+    targets = one_hot_labels(K, N // K)
     _, grads = loss_and_grads(
-        [P.unsqueeze(0) for P in params], targets.double(), torch.zeros(1, 1, 1), "linear"
+        [P.unsqueeze(0) for P in params], targets, torch.zeros(1, 1, 1), "linear"
     )
     fit = [g[0] for g in grads]
     after = step(params, lam, lr)

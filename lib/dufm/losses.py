@@ -16,6 +16,11 @@ def class_labels(K: int, n: int, device=None) -> torch.Tensor:
     return torch.arange(K, device=device).repeat_interleave(n)
 
 
+def one_hot_labels(K: int, n: int, dtype=torch.float64, device=None) -> torch.Tensor:
+    """Y (K x Kn): the one-hot labels of class-ordered columns."""
+    return torch.nn.functional.one_hot(class_labels(K, n, device), K).T.to(dtype)
+
+
 def mean_cross_entropy(Z: torch.Tensor) -> torch.Tensor:
     """(1/(Kn)) g(Z): mean over columns of -log softmax(z)_class, class-ordered columns.
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .losses import class_labels, forward
+from .losses import forward, one_hot_labels
 from .structures import expand_classes, pair_matrix, simplex_matrix
 from .validation import check_activation, check_logits
 
@@ -139,7 +139,7 @@ def critical_point_residual(params: list, lam: float, activation: str = "linear"
     from .trainer import loss_and_grads
 
     K, N = params[-1].shape[0], params[0].shape[1]
-    targets = torch.nn.functional.one_hot(class_labels(K, N // K), K).T.to(params[0].dtype)
+    targets = one_hot_labels(K, N // K, params[0].dtype)
     lam_t = torch.full((1, 1, 1), float(lam), dtype=params[0].dtype)
     _, grads = loss_and_grads([P.unsqueeze(0) for P in params], targets, lam_t, activation)
     grad_norm = sum(float(g.pow(2).sum()) for g in grads) ** 0.5
