@@ -28,6 +28,7 @@ backpropagation would do 6 d N ((L-1) d + K); for Figure 1 that is 0.504 vs 1.68
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -137,9 +138,10 @@ def spread(xs):
     return f"{min(xs):.0f}-{max(xs):.0f}" if xs else "-"
 
 
-def steps_for(R: int, work: int, full: int = 2000) -> int:
-    """Steps so that one measurement does about ``work`` run-steps (100 <= steps <= full)."""
-    return int(min(full, max(100, round(work / R))))
+def steps_for(R: int, work: float, full: int = 2000) -> int:
+    """Steps so that one measurement does about ``work`` run-steps: a multiple of 100 (the
+    default recording interval, so the loss evaluations weigh as in real use), 100..full."""
+    return int(min(full, max(100, 100 * math.ceil(work / R / 100))))
 
 
 def main(argv=None) -> None:
@@ -172,8 +174,8 @@ def main(argv=None) -> None:
     print(f"load average at start: {_load()}")
     print(
         f"workload: K={K} n={NPC} d={D} L={L} lam=2^-10 lr={LR}; (a) naive: {naive_runs} runs "
-        f"x 2000 steps per round; (b) R=64 x 2000 steps, R=256 and 1024 x {work // 256} and "
-        f"{work // 1024} steps; {rounds} interleaved rounds; medians (min-max)"
+        f"x 2000 steps per round; (b) R=64 x 2000 steps, R=256 and 1024 x {steps_for(256, work)} "
+        f"and {steps_for(1024, work)} steps; {rounds} interleaved rounds; medians (min-max)"
     )
     flops = engine_flops(K, NPC, L, D)
     print(f"FLOPs per run-step: engine {flops:,}; plain backprop {backprop_flops(K, NPC, L, D):,}")
@@ -391,6 +393,10 @@ def _plot(scaling: dict, res: dict, path: str, dev: str, name: str) -> None:
             scaling["R"], scaling[("R", dt)], "o-", color=color, label=f"(b) engine {dt}"
         )
         axes[0].axhline(naive, color=color, ls=":", label=f"(a) naive {dt}")
+        comp = sorted(res[dt]["c"])
+        if comp:
+            rates = [med(res[dt]["c"][R]) for R in comp]
+            axes[0].loglog(comp, rates, "x", color=color, ms=8, label=f"(c) compiled {dt}")
         mm = med(res[dt]["mm"])
         frac = [x * flops / 1e9 / mm for x in scaling[("R", dt)]]
         axes[1].semilogx(
@@ -402,6 +408,8 @@ def _plot(scaling: dict, res: dict, path: str, dev: str, name: str) -> None:
         axes[2].semilogy(
             scaling["d"], scaling[("dn", dt)], "s:", color=color, label=f"(a) naive {dt}"
         )
+    lowest = min(med(res[dt]["naive"]) for dt in DTYPES)
+    axes[0].set_ylim(bottom=lowest / 2)
     axes[0].set(
         xlabel="runs R in the batch",
         ylabel="run-steps per second",

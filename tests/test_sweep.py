@@ -109,6 +109,14 @@ def test_changed_settings_train_again_and_a_damaged_file_is_retrained(tmp_path):
     assert again.batches_trained == 1
 
 
+def test_default_train_arguments_name_the_same_batches(tmp_path):
+    first = run_sweep(configs()[:3], tmp_path, K=K, n=n, L=L, progress=False, **TRAIN)
+    explicit = dict(TRAIN, dtype=torch.float64, init="normal", tol=None, device="cpu")
+    again = run_sweep(configs()[:3], tmp_path, K=K, n=n, L=L, progress=False, **explicit)
+    assert first.batches_trained == 1 and again.batches_loaded == 1
+    assert len(batch_files(tmp_path)) == 1
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -118,6 +126,7 @@ def test_changed_settings_train_again_and_a_damaged_file_is_retrained(tmp_path):
         (dict(configs=[dict(seed=0, d=5, lam=0.1, width=3)]), "keys \\['width'\\]"),
         (dict(batch_size=0), "batch_size=0"),
         (dict(seeds=[0]), "'seeds'"),
+        (dict(stepz=5), "\\['stepz'\\]"),
     ],
 )
 def test_bad_arguments_raise_a_value_error_naming_them(tmp_path, kwargs, message):

@@ -152,3 +152,74 @@ def test_bad_arguments_raise_a_value_error_naming_them(kwargs, message):
     d, lam = args.pop("d"), args.pop("lam")
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
         train(K, n, 2, d, lam, **args)
+
+
+# Paper-scale batches (hundreds of runs) train on the CPU in cache-sized blocks shared among
+# worker threads. The small batches above fit one block; these tests force one run per block.
+
+
+@pytest.fixture
+def blocked_threaded(monkeypatch):
+    import dufm.trainer as trainer_mod
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.setattr(trainer_mod, "CPU_BLOCK_BYTES", 1)
+    yield trainer_mod
+    torch.set_num_threads(before)
+
+
+def test_blocks_on_worker_threads_give_the_numbers_of_one_block(blocked_threaded):
+    kwargs = dict(seeds=range(6), steps=300, record_every=50, progress=False)
+    blocked = train(K, n, 2, [4, 6, 5, 4, 6, 5], [0.01, 0.03] * 3, **kwargs)
+    assert torch.get_num_threads() == 2  # restored after training
+    blocked_threaded.CPU_BLOCK_BYTES = 2**40  # everything in one block, no worker threads
+    whole = train(K, n, 2, [4, 6, 5, 4, 6, 5], [0.01, 0.03] * 3, **kwargs)
+    assert torch.allclose(blocked.losses, whole.losses, atol=1e-12, rtol=0)
+    for P, Q in zip(blocked.params, whole.params, strict=True):
+        assert torch.allclose(P, Q, atol=1e-12, rtol=0)
+
+
+def test_a_failing_worker_stops_training_and_restores_the_thread_count(
+    blocked_threaded, monkeypatch
+):
+    calls = []
+
+    def failing_step(*args):
+        calls.append(1)
+        if len(calls) == 7:
+            raise RuntimeError("simulated failure inside a worker")
+        return step(*args)
+
+    step = blocked_threaded._linear_step
+    monkeypatch.setattr(blocked_threaded, "_linear_step", failing_step)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        train(K, n, 2, 5, 0.01, seeds=range(4), steps=50, record_every=10, progress=False)
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_compiled_step_gives_the_numbers_of_the_eager_step(activation, monkeypatch):
+    import dufm.trainer as trainer_mod
+
+    d = 6
+    per_run = 2 * (d * K * n + d * d + K * d) * 8  # bytes of one run's parameters, twice
+    monkeypatch.setattr(trainer_mod, "CPU_BLOCK_BYTES", 2 * per_run)  # blocks of 2 and 1 runs
+    kwargs = dict(seeds=range(3), steps=200, record_every=50, progress=False)
+    kwargs.update(activation=activation, init_scale=0.5)
+    eager = train(K, n, 2, d, 0.01, **kwargs)
+    compiled = train(K, n, 2, d, 0.01, compile=True, **kwargs)
+    assert torch.allclose(eager.losses, compiled.losses, atol=1e-12, rtol=0)
+    for P, Q in zip(eager.params, compiled.params, strict=True):
+        assert torch.allclose(P, Q, atol=1e-12, rtol=0)
+
+
+def test_a_failing_compiler_warns_and_trains_eagerly(monkeypatch):
+    def broken_compile(fn):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    kwargs = dict(seeds=[0], steps=50, progress=False)
+    with pytest.warns(UserWarning, match="torch.compile failed .*no compiler here"):
+        compiled = train(K, n, 2, 6, 0.01, compile=True, **kwargs)
+    assert torch.equal(compiled.losses, train(K, n, 2, 6, 0.01, **kwargs).losses)

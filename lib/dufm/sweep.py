@@ -15,6 +15,7 @@ killed job, a timeout) loses at most the batch in progress. Example::
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
 import json
 import os
@@ -27,6 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from . import trainer
 from .trainer import train
 from .validation import check_int, check_nonnegative, check_positive, check_sizes
 
@@ -106,6 +108,16 @@ def _as_run(config, index: int) -> SweepRun:
         lam=check_positive(f"configs[{index}].lam", run.lam),
         init_scale=check_nonnegative(f"configs[{index}].init_scale", run.init_scale),
     )
+
+
+def _train_defaults() -> dict:
+    """The keyword arguments of ``train`` a sweep passes through, with their defaults (so that
+    leaving one out and giving its default value name the same batch)."""
+    return {
+        name: p.default
+        for name, p in inspect.signature(trainer.train).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in _FROM_CONFIGS
+    }
 
 
 def _plain(settings: dict) -> dict:
@@ -205,6 +217,13 @@ def run_sweep(
             f"train arguments {clash} are not allowed in run_sweep: seed, d, lam and init_scale "
             "come from configs"
         )
+    defaults = _train_defaults()
+    unknown = sorted(set(train_kwargs) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"train arguments {unknown} are not allowed: dufm.trainer.train takes "
+            f"{sorted(defaults)}"
+        )
     runs = [_as_run(c, i) for i, c in enumerate(configs)]
     if not runs:
         raise ValueError("configs=[] is not allowed: give at least one run configuration")
@@ -218,8 +237,11 @@ def run_sweep(
 
     order = sorted(range(len(runs)), key=lambda i: (runs[i].d, i))
     batches = [order[a : a + batch_size] for a in range(0, len(order), batch_size)]
-    hashed = {k: v for k, v in sorted(train_kwargs.items()) if k not in _NOT_HASHED}
-    hashed.setdefault("dtype", "float64")
+    hashed = {
+        k: str(v).removeprefix("torch.") if isinstance(v, torch.dtype) else v
+        for k, v in {**defaults, **train_kwargs}.items()
+        if k not in _NOT_HASHED
+    }
     records: dict[int, dict] = {}
     trained = loaded = 0
     pending = []
