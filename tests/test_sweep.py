@@ -21,7 +21,7 @@ def batch_files(path):
 
 def assert_same(a, b):
     assert torch.equal(a.final_loss, b.final_loss)
-    assert torch.equal(a.mean_logits, b.mean_logits)
+    assert torch.equal(a.logits, b.logits)
     assert torch.equal(a.logit_svals, b.logit_svals)
     assert torch.equal(a.feature_svals, b.feature_svals)
     for x, y in zip(a.losses, b.losses, strict=True):
@@ -89,7 +89,7 @@ def test_results_are_those_of_train_in_the_given_order(tmp_path):
         )
         assert float(result.final_loss[i]) == pytest.approx(float(alone.final_losses[0]), abs=1e-12)
         Z = alone.logits(0)
-        assert torch.allclose(result.mean_logits[i], Z.reshape(K, K, n).mean(-1), atol=1e-12)
+        assert torch.allclose(result.logits[i], Z, atol=1e-12)
         assert torch.allclose(result.logit_svals[i], torch.linalg.svdvals(Z), atol=1e-12)
         assert result.losses[i].shape == (len(result.record_steps[i]),)
     assert result.feature_svals.shape == (2, L, 6)

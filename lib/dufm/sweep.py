@@ -29,10 +29,11 @@ import torch
 from tqdm import tqdm
 
 from . import trainer
+from .losses import forward
 from .trainer import train
 from .validation import check_int, check_nonnegative, check_positive, check_sizes
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # train() arguments that do not change the numbers a batch produces (beyond rounding): a sweep
 # started on the CPU can be finished on a GPU.
 _NOT_HASHED = ("device", "progress", "compile")
@@ -53,15 +54,15 @@ class SweepRun:
 class SweepResult:
     """Per-run results of ``run_sweep`` in the order of the given configurations.
 
-    Shapes (R runs): ``final_loss`` (R,); ``mean_logits`` (R, K, K), column c the mean logit of
-    class c; ``logit_svals`` (R, K), singular values of Z in decreasing order; ``feature_svals``
+    Shapes (R runs): ``final_loss`` (R,); ``logits`` (R, K, Kn), the output Z (columns in class
+    order); ``logit_svals`` (R, K), singular values of Z in decreasing order; ``feature_svals``
     (R, L, m), singular values of H_1, ..., H_L (m = min(largest d, Kn), zero-padded);
     ``losses[i]`` the loss history of run i at ``record_steps[i]``. All float64 on the CPU.
     """
 
     configs: list
     final_loss: torch.Tensor
-    mean_logits: torch.Tensor
+    logits: torch.Tensor
     logit_svals: torch.Tensor
     feature_svals: torch.Tensor
     losses: list
@@ -130,25 +131,17 @@ def _batch_key(settings: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _summarise(result, K: int, n: int) -> dict:
+def _summarise(result) -> dict:
     """The compact per-run record of one trained batch (float64 CPU tensors)."""
-    R = len(result.runs)
-    mean_logits, logit_svals, feature_svals = [], [], []
-    for i in range(R):
-        params = result.run_params(i)
-        feats = [params[0]]
-        for layer, W in enumerate(params[1:], start=1):
-            inp = feats[-1]
-            if result.activation == "relu" and layer >= 2:
-                inp = torch.relu(inp)
-            feats.append(W @ inp)
-        Z = feats[-1]
-        mean_logits.append(Z.reshape(K, K, n).mean(dim=-1))
-        logit_svals.append(torch.linalg.svdvals(Z))
+    logits, logit_svals, feature_svals = [], [], []
+    for i in range(len(result.runs)):
+        feats = forward(result.run_params(i), result.activation)
+        logits.append(feats[-1])
+        logit_svals.append(torch.linalg.svdvals(feats[-1]))
         feature_svals.append([torch.linalg.svdvals(H) for H in feats[:-1]])
     return {
         "final_loss": result.final_losses.clone(),
-        "mean_logits": torch.stack(mean_logits),
+        "logits": torch.stack(logits),
         "logit_svals": torch.stack(logit_svals),
         "feature_svals": feature_svals,
         "losses": result.losses.clone(),
@@ -287,7 +280,7 @@ def run_sweep(
                 progress=False,
                 **train_kwargs,
             )
-            payload = {"settings": settings, **_summarise(result, K, n)}
+            payload = {"settings": settings, **_summarise(result)}
             _save_atomic(payload, path)
             _collect(records, idx, payload)
             trained += 1
@@ -301,7 +294,7 @@ def _collect(records: dict, idx: list, payload: dict) -> None:
     for j, i in enumerate(idx):
         records[i] = {
             "final_loss": payload["final_loss"][j],
-            "mean_logits": payload["mean_logits"][j],
+            "logits": payload["logits"][j],
             "logit_svals": payload["logit_svals"][j],
             "feature_svals": payload["feature_svals"][j],
             "losses": payload["losses"][j],
@@ -322,7 +315,7 @@ def _assemble(runs: list, records: dict, trained: int, loaded: int) -> SweepResu
     return SweepResult(
         configs=list(runs),
         final_loss=torch.stack([r["final_loss"] for r in rec]),
-        mean_logits=torch.stack([r["mean_logits"] for r in rec]),
+        logits=torch.stack([r["logits"] for r in rec]),
         logit_svals=torch.stack([r["logit_svals"] for r in rec]),
         feature_svals=feature_svals,
         losses=[r["losses"] for r in rec],
