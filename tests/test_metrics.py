@@ -11,10 +11,18 @@ from dufm.metrics import (
     dnc2,
     dnc3,
     dnc_metrics,
+    mixture_partition,
     numerical_rank,
     pairing,
 )
-from dufm.structures import dnc_logits, expand_classes, factorize, low_rank_logits, pair_matrix
+from dufm.structures import (
+    dnc_logits,
+    expand_classes,
+    factorize,
+    low_rank_logits,
+    mixture_components,
+    pair_matrix,
+)
 
 GEN = torch.Generator().manual_seed(0)
 
@@ -106,3 +114,26 @@ def test_classifier_tolerates_small_noise_and_rejects_large_noise():
 def test_pairing_rejects_a_matrix_without_mutual_partners():
     M = torch.tensor([[1.0, -1.0, 0.0], [0.0, 1.0, -1.0], [-1.0, 0.0, 1.0]], dtype=torch.float64)
     assert pairing(M) is None
+
+
+def test_classifier_recognises_a_mixture_of_a_restricted_simplex_and_pairs():
+    T_S, T_P = mixture_components(10, [0, 1, 3, 4, 5, 6], [(2, 8), (7, 9)])
+    verdict = classify_structure(expand_classes(6.4 * T_S + 7.0 * T_P, 5) + 1e-5 * randn(10, 50))
+    assert verdict.name == "mixture"
+    assert verdict.rank == 5 + 2  # (m - 1) from the simplex, one per pair
+    assert verdict.simplex_classes == (0, 1, 3, 4, 5, 6)
+    assert verdict.pairs == ((2, 8), (7, 9))
+
+
+def test_mixture_partition_needs_strong_partners_and_two_simplex_classes():
+    T_S, T_P = mixture_components(6, [0, 1, 2, 3], [(4, 5)])
+    assert mixture_partition(6.0 * T_S + 5.0 * T_P) == ([0, 1, 2, 3], [[4, 5]])
+    weak = 6.0 * T_S + torch.diag(torch.tensor([0.0, 0, 0, 0, 0.8, 0.8], dtype=torch.float64))
+    weak[4, 5] = weak[5, 4] = -0.2  # the partner's logit is above minus half the own logit
+    assert mixture_partition(weak) is None
+    assert mixture_partition(pair_matrix(6)) is None  # no simplex classes: the pair structure
+
+
+def test_mixture_components_must_cover_every_class_once():
+    with pytest.raises(ValueError, match="must name every class 0..5 exactly once"):
+        mixture_components(6, [0, 1, 2], [(3, 3), (4, 5)])

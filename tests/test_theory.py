@@ -14,7 +14,14 @@ import torch
 
 from dufm import theory
 from dufm.losses import mean_cross_entropy, reduced_loss, schatten_regulariser
-from dufm.structures import dnc_logits, expand_classes, factorize, low_rank_logits
+from dufm.structures import (
+    dnc_logits,
+    expand_classes,
+    factorize,
+    low_rank_logits,
+    mixture_components,
+)
+from dufm.sweep import grid, run_sweep
 from dufm.trainer import train
 
 BUILD = {"dnc": dnc_logits, "low_rank": low_rank_logits}
@@ -351,6 +358,53 @@ def test_summarise_runs_recognises_a_trained_dnc_optimum():
     assert row["theory_loss"] == pytest.approx(loss, rel=1e-12)
     assert row["rel_error"] < 1e-9
     assert row["plateau_change"] < 1e-9
+
+
+@pytest.mark.parametrize("structure", ["dnc", "low_rank"])
+def test_optimal_mixture_without_pairs_or_simplex_is_dnc_or_the_pair_structure(structure):
+    K, n, L, lam = 10, 5, 2, 2**-10
+    split = ([*range(K)], []) if structure == "dnc" else ([], [(c, c + 1) for c in range(0, K, 2)])
+    a, b, loss = theory.optimal_mixture(K, n, L, lam, *split)
+    scale, expected = theory.optimal_scale(structure, K, n, L, lam)
+    assert loss == pytest.approx(expected, rel=1e-10)
+    assert (a if structure == "dnc" else b) == pytest.approx(scale, rel=1e-6)
+
+
+def test_optimal_mixture_scales_are_a_minimum_of_the_reduced_loss():
+    K, n, L, lam = 10, 5, 2, 2**-10
+    simplex, pairs = [0, 1, 2, 3, 4, 5, 6, 7], [(8, 9)]
+    a, b, loss = theory.optimal_mixture(K, n, L, lam, simplex, pairs)
+    T_S, T_P = mixture_components(K, simplex, pairs)
+    for da, db in [(1e-3, 0), (-1e-3, 0), (0, 1e-3), (0, -1e-3), (1e-3, -1e-3)]:
+        nearby = reduced_loss(expand_classes((a + da) * T_S + (b + db) * T_P, n), lam, L)
+        assert nearby > loss
+
+
+def test_gradient_descent_started_at_the_optimal_mixture_stays_there():
+    K, n, L, d, lam = 6, 2, 2, 8, 1e-2
+    simplex, pairs = [0, 1, 2, 3], [(4, 5)]
+    a, b, loss = theory.optimal_mixture(K, n, L, lam, simplex, pairs)
+    T_S, T_P = mixture_components(K, simplex, pairs)
+    Z = expand_classes(a * T_S + b * T_P, n)
+    start = [P.unsqueeze(0) for P in factorize(Z, L, d, seed=0)]
+    result = train(K, n, L, d, lam, seeds=[0], steps=300, params=start, progress=False)
+    (row,) = theory.summarise_runs(result, window=100)
+    assert (row["structure"], row["simplex_classes"], row["pairs"]) == ("mixture", 4, 1)
+    assert row["rel_error"] < 1e-9 and row["plateau_change"] < 1e-9
+
+
+def test_summarise_sweep_gives_the_rows_of_summarise_runs_for_the_same_runs(tmp_path):
+    K, n, L, lam = 4, 2, 2, 1e-2
+    configs = grid(seeds=[0, 1, 2], d=6, lam=lam, init_scale=0.5)
+    kwargs = dict(steps=3000, record_every=100, progress=False)
+    sweep = run_sweep(configs, tmp_path, K=K, n=n, L=L, **kwargs)
+    alone = train(K, n, L, 6, lam, seeds=[0, 1, 2], init_scale=0.5, **kwargs)
+    rows = theory.summarise_sweep(sweep, window=500)
+    for row, expected in zip(rows, theory.summarise_runs(alone, window=500), strict=True):
+        assert row["d"] == 6 and row["lam"] == lam
+        for key, value in expected.items():
+            close = pytest.approx(value, rel=1e-9) if isinstance(value, float) else value
+            assert row[key] == close, key
 
 
 # --- argument checks ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .losses import forward, one_hot_labels
-from .structures import expand_classes, pair_matrix, simplex_matrix
+from .structures import expand_classes, mixture_components, pair_matrix, simplex_matrix
 from .validation import check_activation, check_logits
 
 
@@ -149,11 +149,14 @@ def critical_point_residual(params: list, lam: float, activation: str = "linear"
 
 @dataclass(frozen=True)
 class Structure:
-    """Classifier verdict: ``name`` ("dnc", "pair", "zero" or "other"), rank, template distance."""
+    """Classifier verdict: ``name`` ("dnc", "pair", "mixture", "zero" or "other"), rank,
+    template distance; for a mixture its simplex classes and pairs."""
 
     name: str
     rank: int
     distance: float
+    simplex_classes: tuple = ()
+    pairs: tuple = ()
 
 
 def _normalised_distance(Z: torch.Tensor, template: torch.Tensor) -> float:
@@ -180,12 +183,52 @@ def pairing(M: torch.Tensor) -> list | None:
     return paired + [c for c in range(K) if c not in paired]
 
 
+def mixture_partition(M: torch.Tensor) -> tuple[list, list] | None:
+    """Simplex classes and pairs of a class-mean matrix M read as a mixture (Figure 5), or None.
+
+    Classes c, e form a pair when each is the other's lowest logit and that logit is below minus
+    half the class's own logit (a pair pushes its partner down by its full margin, a simplex class
+    by 1/(m-1) of it); the remaining classes are the simplex classes. None unless there are at
+    least one pair and two simplex classes (with none of either it is DNC or the pair structure).
+    """
+    K = M.shape[0]
+    off = M + torch.diag(torch.full((K,), float("inf"), dtype=M.dtype, device=M.device))
+    partner = off.argmin(dim=0).tolist()
+    diag = torch.diagonal(M)
+    pairs = sorted(
+        {
+            tuple(sorted((c, e)))
+            for c, e in enumerate(partner)
+            if partner[e] == c and M[e, c] < -0.5 * diag[c] and M[c, e] < -0.5 * diag[e]
+        }
+    )
+    paired = {c for pair in pairs for c in pair}
+    simplex_classes = [c for c in range(K) if c not in paired]
+    if not pairs or len(simplex_classes) < 2:
+        return None
+    return simplex_classes, [list(pair) for pair in pairs]
+
+
+def _mixture_distance(Z: torch.Tensor, simplex_classes, pairs) -> float:
+    """Relative Frobenius residual of Z against a T_S + b T_P (kron 1_n^T), a and b by least
+    squares."""
+    K, N = Z.shape
+    T_S, T_P = mixture_components(K, simplex_classes, pairs, Z.dtype, Z.device)
+    basis = torch.stack([expand_classes(T, N // K).flatten() for T in (T_S, T_P)], dim=1)
+    coef = torch.linalg.lstsq(basis, Z.flatten().unsqueeze(1)).solution
+    return float(
+        torch.linalg.vector_norm(basis @ coef - Z.flatten().unsqueeze(1))
+        / torch.linalg.vector_norm(Z)
+    )
+
+
 def classify_structure(Z: torch.Tensor, tol: float = 0.05, rank_rtol: float = 1e-4) -> Structure:
-    """Name the structure of a logit matrix Z (K x Kn): DNC, the pair structure, zero, or other.
+    """Name the structure of a logit matrix Z (K x Kn): DNC, pair, mixture, zero, or other.
 
     A structure is recognised when the normalised Z is within ``tol`` (Frobenius) of the normalised
     template: S kron 1_n^T for DNC (Definition 2), or the pair matrix of Eq. (5) with the pairs read
-    from the class-mean logits. Figures 1, 2 and 5 count runs with it.
+    from the class-mean logits; a mixture (``mixture_partition``) when Z is within ``tol``
+    (relative) of its best fit a T_S + b T_P. Figures 1, 2 and 5 count runs with it.
     """
     K, n = check_logits(Z)
     Z = Z.double()
@@ -202,4 +245,12 @@ def classify_structure(Z: torch.Tensor, tol: float = 0.05, rank_rtol: float = 1e
         dist_pair = _normalised_distance(Z, expand_classes(template, n))
         if dist_pair < tol:
             return Structure("pair", rank, dist_pair)
+    partition = mixture_partition(class_mean_logits(Z))
+    if partition is not None:
+        dist_mix = _mixture_distance(Z, *partition)
+        if dist_mix < tol:
+            simplex_classes, pairs = partition
+            return Structure(
+                "mixture", rank, dist_mix, tuple(simplex_classes), tuple(map(tuple, pairs))
+            )
     return Structure("other", rank, dist_dnc)

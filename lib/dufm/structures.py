@@ -2,6 +2,7 @@
 
 - ``dnc_logits``: deep neural collapse, Z = alpha S kron 1_n^T (Definition 2).
 - ``low_rank_logits``: the pair structure of Eq. (5) that beats DNC in Theorem 1.
+- ``mixture_components``: a restricted simplex on some classes and pairs on the rest (Figure 5).
 - ``factorize``: deep-UFM parameters with the Lemma-1 structure whose product is a given Z.
 """
 
@@ -40,6 +41,37 @@ def pair_matrix(K: int, dtype: torch.dtype = DTYPE, device=None) -> torch.Tensor
     if K % 2 == 1:
         B[K - 1, K - 1] = 1.0
     return B
+
+
+def mixture_components(
+    K: int, simplex_classes, pairs, dtype: torch.dtype = DTYPE, device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two K x K class-mean components of a mixture (Figure 5's intermediate ranks).
+
+    T_S is the restricted simplex I_m - (1/m) 1 1^T on the m ``simplex_classes`` (zero
+    elsewhere); T_P has a block [[1, -1], [-1, 1]] on each of the ``pairs`` (as in Eq. 5). A
+    mixture is a T_S + b T_P: DNC is the case without pairs, the pair structure (even K) the
+    case without simplex classes. The classes must be distinct and cover 0..K-1.
+    """
+    check_sizes(K=K)
+    simplex_classes = [int(c) for c in simplex_classes]
+    pairs = [(int(c), int(e)) for c, e in pairs]
+    used = simplex_classes + [c for pair in pairs for c in pair]
+    if sorted(used) != list(range(K)):
+        raise ValueError(
+            f"simplex_classes={simplex_classes} and pairs={pairs} are not allowed: together they "
+            f"must name every class 0..{K - 1} exactly once"
+        )
+    T_S = torch.zeros(K, K, dtype=dtype, device=device)
+    m = len(simplex_classes)
+    if m:
+        idx = torch.tensor(simplex_classes, device=device)
+        T_S[idx.unsqueeze(1), idx] = simplex_matrix(m, dtype, device) if m > 1 else 0.0
+    T_P = torch.zeros(K, K, dtype=dtype, device=device)
+    for c, e in pairs:
+        T_P[c, c] = T_P[e, e] = 1.0
+        T_P[c, e] = T_P[e, c] = -1.0
+    return T_S, T_P
 
 
 def dnc_logits(K: int, n: int, scale: float) -> torch.Tensor:

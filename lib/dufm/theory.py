@@ -16,8 +16,9 @@ Lred_L(Z) = (1/(Kn)) g(Z) + (lam/2)(L+1) sum_i s_i(Z)^{2/(L+1)}, for logit matri
   class-mean matrix by proximal gradient descent with the exact Schatten-p proximal map
   (``search_global_optimum``, ``schatten_prox``) and the bound on the optimum's singular values
   from the comparison with Z = 0 (``zero_comparison_bound``).
-- Figure 1 and prose helpers: ``summarise_runs`` (structure and closed-form optimum of each
-  gradient-descent run) and ``describe_cells`` (cells of a (K, L) map as text).
+- Figures 1, 2, 5 and prose helpers: ``run_outcome``, ``summarise_runs``, ``summarise_sweep``
+  (structure and closed-form optimum of each gradient-descent run) and ``describe_cells``
+  (cells of a (K, L) map as text).
 """
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from scipy.optimize import brentq
 from tqdm import tqdm
 
-from .losses import mean_cross_entropy
-from .structures import expand_classes
+from .losses import mean_cross_entropy, reduced_loss
+from .structures import expand_classes, mixture_components
 from .validation import (
     check_device,
     check_dtype,
@@ -251,6 +252,25 @@ def optimal_matrix_scale(M: torch.Tensor, L: int, lam: float) -> tuple[float, fl
     return _minimise_over_scale(fit, dfit, weight, L, lam)
 
 
+def optimal_mixture(
+    K: int, n: int, L: int, lam: float, simplex_classes, pairs
+) -> tuple[float, float, float]:
+    """Optimal block scales (a, b) and loss of the mixture a T_S + b T_P (Figure 5's ranks).
+
+    The reduced loss of a mixture separates: the blocks sit on disjoint classes, so the singular
+    values are those of a T_S (a sqrt(n), m - 1 times) and of b T_P (2 b sqrt(n), once per pair),
+    and a simplex class's cross-entropy depends on a alone (its logits on the paired classes are
+    0), a paired class's on b alone. Each scale is therefore the optimum of its own component
+    (``optimal_matrix_scale``), and the loss is the reduced loss of the combined matrix.
+    """
+    check_sizes(K=K, n=n, L=L)
+    check_positive("lam", lam)
+    T_S, T_P = mixture_components(K, simplex_classes, pairs)
+    a = optimal_matrix_scale(expand_classes(T_S, n), L, lam)[0] if len(simplex_classes) > 1 else 0.0
+    b = optimal_matrix_scale(expand_classes(T_P, n), L, lam)[0] if len(pairs) else 0.0
+    return a, b, reduced_loss(expand_classes(a * T_S + b * T_P, n), lam, L)
+
+
 def theorem1_maps(
     Ks: Sequence[int], Ls: Sequence[int], n: int, lam: float, tie_rtol: float = 1e-10
 ) -> dict:
@@ -289,41 +309,72 @@ def theorem1_maps(
     return out
 
 
-def summarise_runs(result, window: int = 2000) -> list[dict]:
-    """One row per gradient-descent run of ``dufm.trainer.train`` (Figure 1).
+def run_outcome(Z: torch.Tensor, losses, record_steps, L: int, lam: float, window: int) -> dict:
+    """Where one gradient-descent run ended (Figures 1, 2 and 5).
 
-    Each row: seed, init_scale, structure and rank (``classify_structure``), final loss, the
-    relative loss change over the last ``window`` steps (a plateau measure), and for runs that
-    end in DNC or the pair structure the closed-form optimum of that structure (``optimal_scale``)
-    with the relative error of the final loss against it (None otherwise).
+    ``structure`` and ``rank`` (``classify_structure`` of the final output Z), the final loss,
+    ``plateau_change`` (relative loss change over the last ``window`` recorded steps), and for a
+    run that ends in DNC, the pair structure or a mixture the optimal loss of that structure
+    (``optimal_scale``, ``optimal_mixture``) with the relative error of the final loss against it
+    (None otherwise), and a mixture's number of simplex classes and pairs.
     """
     from .metrics import classify_structure
 
     check_int("window", window, 1)
-    steps = torch.as_tensor(result.record_steps)
+    steps = torch.as_tensor(record_steps)
+    losses = torch.as_tensor(losses, dtype=torch.float64)
     back = int(torch.searchsorted(steps, steps[-1] - window).clamp_max(len(steps) - 1))
-    rows = []
-    for i, run in enumerate(result.runs):
-        verdict = classify_structure(result.logits(i))
-        final = float(result.losses[i, -1])
-        change = abs(float(result.losses[i, back]) - final) / abs(final)
-        theory = None
-        if verdict.name in ("dnc", "pair"):
-            structure = "dnc" if verdict.name == "dnc" else "low_rank"
-            theory = optimal_scale(structure, result.K, result.n, result.L, run.lam)[1]
-        rows.append(
-            {
-                "seed": run.seed,
-                "init_scale": run.init_scale,
-                "structure": verdict.name,
-                "rank": verdict.rank,
-                "final_loss": final,
-                "plateau_change": change,
-                "theory_loss": theory,
-                "rel_error": None if theory is None else abs(final - theory) / theory,
-            }
-        )
-    return rows
+    verdict = classify_structure(Z)
+    final = float(losses[-1])
+    theory = None
+    K, N = Z.shape
+    if verdict.name in ("dnc", "pair"):
+        structure = "dnc" if verdict.name == "dnc" else "low_rank"
+        theory = optimal_scale(structure, K, N // K, L, lam)[1]
+    elif verdict.name == "mixture":
+        theory = optimal_mixture(K, N // K, L, lam, verdict.simplex_classes, verdict.pairs)[2]
+    return {
+        "structure": verdict.name,
+        "rank": verdict.rank,
+        "final_loss": final,
+        "plateau_change": abs(float(losses[back]) - final) / abs(final),
+        "theory_loss": theory,
+        "rel_error": None if theory is None else abs(final - theory) / theory,
+        "simplex_classes": len(verdict.simplex_classes),
+        "pairs": len(verdict.pairs),
+    }
+
+
+def summarise_runs(result, window: int = 2000) -> list[dict]:
+    """``run_outcome`` of every run of a ``dufm.trainer.train`` result, with its seed and init
+    scale (Figure 1)."""
+    check_int("window", window, 1)
+    return [
+        {
+            "seed": run.seed,
+            "init_scale": run.init_scale,
+            **run_outcome(
+                result.logits(i), result.losses[i], result.record_steps, result.L, run.lam, window
+            ),
+        }
+        for i, run in enumerate(result.runs)
+    ]
+
+
+def summarise_sweep(result, window: int = 2000) -> list[dict]:
+    """``run_outcome`` of every run of a ``dufm.sweep.run_sweep`` result, with its seed, width,
+    weight decay and init scale (Figures 2 and 5)."""
+    check_int("window", window, 1)
+    L = result.feature_svals.shape[1]
+    return [
+        {
+            **asdict(run),
+            **run_outcome(
+                result.logits[i], result.losses[i], result.record_steps[i], L, run.lam, window
+            ),
+        }
+        for i, run in enumerate(result.configs)
+    ]
 
 
 def describe_cells(mask, Ks: Sequence[int], Ls: Sequence[int]) -> str:
