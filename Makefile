@@ -36,10 +36,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-# clean keeps runs/ (your executed reruns) and .venv; distclean also removes .venv.
+# clean keeps runs/ (your executed reruns), chapters/_sweeps (finished sweep batches) and .venv;
+# distclean also removes the sweep batches and .venv.
 clean:
 	rm -rf _build .pytest_cache .ruff_cache lib/*.egg-info
 	find lib tests -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) chapters/_sweeps

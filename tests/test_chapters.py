@@ -5,12 +5,22 @@ chapter is tested as soon as it is in _toc.yml (it needs a ``ci`` key in
 ``chapters/params/<stem>.yml``).
 """
 
+import ast
+import re
 import time
 from pathlib import Path
 
+import jupytext
 import pytest
 
-from dufm.run import ChapterError, execute_chapter, parameter_set, toc_chapters
+from dufm.run import (
+    ChapterError,
+    allowed_parameters,
+    check_parameters,
+    execute_chapter,
+    parameter_set,
+    toc_chapters,
+)
 
 CHAPTERS = toc_chapters(Path(__file__).resolve().parents[1])
 
@@ -28,3 +38,28 @@ def test_chapter_runs_with_ci_parameters(chapter, ci_runs_dir, record_property):
         record_property("seconds", round(time.perf_counter() - start, 1))
         return
     pytest.fail(failure, pytrace=False)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+@pytest.mark.parametrize("set_name", ["ci", "paper"])
+def test_every_chapter_has_ci_and_paper_sets_of_its_own_parameters(chapter, set_name):
+    values = parameter_set(chapter, set_name)
+    assert values, f"{chapter.stem}: the {set_name} set is empty"
+    nb = jupytext.read(chapter)
+    check_parameters(chapter.stem, nb, values)  # raises on a name the chapter does not have
+    defaults = allowed_parameters(nb)
+    for name, value in values.items():
+        default = ast.literal_eval(defaults[name]["default"])
+        kind = (int, float) if isinstance(default, float) else type(default)
+        assert isinstance(value, kind), (
+            f"{chapter.stem} {set_name}: {name}={value!r} but the default is {default!r}"
+        )
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_papermill_reads_every_assignment_of_the_parameters_cell(chapter):
+    nb = jupytext.read(chapter)
+    (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assigned = re.findall(r"^([A-Za-z_]\w*) = ", cell.source, flags=re.MULTILINE)
+    unread = sorted(set(assigned) - set(allowed_parameters(nb)))
+    assert not unread, f"{chapter.stem}: papermill cannot parse {unread} (an '=' in a comment?)"

@@ -109,6 +109,13 @@ def test_changed_settings_train_again_and_a_damaged_file_is_retrained(tmp_path):
     assert again.batches_trained == 1
 
 
+def test_a_changed_engine_source_trains_again(tmp_path, monkeypatch):
+    run_sweep(configs()[:3], tmp_path, K=K, n=n, L=L, progress=False, **TRAIN)
+    monkeypatch.setattr(sweep_mod, "_code_fingerprint", lambda: "edited-trainer")
+    again = run_sweep(configs()[:3], tmp_path, K=K, n=n, L=L, progress=False, **TRAIN)
+    assert again.batches_trained == 1 and len(batch_files(tmp_path)) == 2
+
+
 def test_default_train_arguments_name_the_same_batches(tmp_path):
     first = run_sweep(configs()[:3], tmp_path, K=K, n=n, L=L, progress=False, **TRAIN)
     explicit = dict(TRAIN, dtype=torch.float64, init="normal", tol=None, device="cpu")

@@ -3,9 +3,10 @@
 ``run_sweep`` groups run configurations (seed, width d, init scale, weight decay lam) into
 batches, trains each batch with ``dufm.trainer.train`` and saves each finished batch's compact
 results atomically (temporary file, then ``os.replace``) to ``out_dir/batch-<hash>.pt``, the
-hash covering everything that determines the batch's numbers. A rerun with the same arguments
-loads the finished batches and trains only the missing ones, so an interrupted sweep (Ctrl-C, a
-killed job, a timeout) loses at most the batch in progress. Example::
+hash covering everything that determines the batch's numbers (the settings, the runs and the
+source of the engine). A rerun with the same arguments loads the finished batches and trains only
+the missing ones, so an interrupted sweep (Ctrl-C, a killed job, a timeout) loses at most the
+batch in progress. Example::
 
     configs = grid(seeds=range(10), d=[20, 40, 70, 100], lam=2**-10)
     result = run_sweep(configs, "runs/fig2", K=10, n=5, L=2, steps=40000, device="cuda")
@@ -119,6 +120,19 @@ def _train_defaults() -> dict:
         for name, p in inspect.signature(trainer.train).parameters.items()
         if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in _FROM_CONFIGS
     }
+
+
+# The sources that compute a batch's numbers: a change to any of them trains the batch again, so
+# a sweep never returns results of older code.
+_CODE = ("trainer.py", "losses.py", "sweep.py")
+
+
+def _code_fingerprint() -> str:
+    """sha256 (first 16 hex digits) of the sources in ``_CODE``."""
+    digest = hashlib.sha256()
+    for name in _CODE:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _plain(settings: dict) -> dict:
@@ -235,6 +249,7 @@ def run_sweep(
         for k, v in {**defaults, **train_kwargs}.items()
         if k not in _NOT_HASHED
     }
+    code = _code_fingerprint()
     records: dict[int, dict] = {}
     trained = loaded = 0
     pending = []
@@ -242,6 +257,7 @@ def run_sweep(
         settings = _plain(
             {
                 "format": FORMAT_VERSION,
+                "code": code,
                 "K": K,
                 "n": n,
                 "L": L,
