@@ -63,3 +63,10 @@ def test_papermill_reads_every_assignment_of_the_parameters_cell(chapter):
     assigned = re.findall(r"^([A-Za-z_]\w*) = ", cell.source, flags=re.MULTILINE)
     unread = sorted(set(assigned) - set(allowed_parameters(nb)))
     assert not unread, f"{chapter.stem}: papermill cannot parse {unread} (an '=' in a comment?)"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_every_chapter_takes_the_device_that_the_runner_passes_to_all(chapter):
+    assert "device" in allowed_parameters(jupytext.read(chapter)), (
+        f"{chapter.stem} has no 'device' parameter: `python -m dufm.run --device cuda` would fail"
+    )

@@ -393,6 +393,32 @@ def test_gradient_descent_started_at_the_optimal_mixture_stays_there():
     assert row["rel_error"] < 1e-9 and row["plateau_change"] < 1e-9
 
 
+@pytest.mark.parametrize("L", [1, 2, 3])
+@pytest.mark.parametrize("lam", [2**-3, 2**-6, 2**-12])
+def test_critical_scales_solve_the_papers_equations_19_and_27(L, lam):
+    K, n = 6, 3
+    for a in theory.critical_scales("dnc", K, n, L, lam):  # Eq. 19
+        rhs = a ** ((L - 1) / (L + 1)) / (math.exp(a) + K - 1)
+        assert lam * n ** (1 / (L + 1)) == pytest.approx(rhs, rel=1e-9)
+    for b in theory.critical_scales("low_rank", K, n, L, lam):  # Eq. 27, even K
+        rhs = (2 * b) ** ((L - 1) / (L + 1)) * (K - 2 + 2 * math.exp(-b))
+        rhs /= K * (math.exp(b) + math.exp(-b) + K - 2)
+        assert lam * n ** (1 / (L + 1)) == pytest.approx(rhs, rel=1e-9)
+
+
+def test_dnc_has_a_small_and_a_scale_divergent_critical_point_for_small_lam():
+    K, n, L = 10, 5, 2
+    large = []
+    for lam in [2**-6, 2**-10, 2**-14]:
+        roots = theory.critical_scales("dnc", K, n, L, lam)
+        assert len(roots) == 2
+        large.append(roots[1])
+        assert roots[1] == pytest.approx(theory.optimal_scale("dnc", K, n, L, lam)[0], rel=1e-9)
+    assert large[0] < large[1] < large[2]  # grows like -log(lam)
+    assert len(theory.critical_scales("dnc", K, n, 1, 2**-10)) == 1  # L = 1: a single root
+    assert len(theory.critical_scales("dnc", K, n, L, 1.0)) == 0  # lam too large: none
+
+
 def test_summarise_sweep_gives_the_rows_of_summarise_runs_for_the_same_runs(tmp_path):
     K, n, L, lam = 4, 2, 2, 1e-2
     configs = grid(seeds=[0, 1, 2], d=6, lam=lam, init_scale=0.5)

@@ -110,7 +110,8 @@ def structure_fit(structure: str, K: int, scale):
 
 
 def _structure_fit_derivative(structure: str, K: int, a: np.ndarray) -> np.ndarray:
-    dnc = -(K - 1) / (np.exp(a) + K - 1)
+    e = np.exp(-a)
+    dnc = -(K - 1) * e / (1 + (K - 1) * e)  # = -(K-1)/(e^a + K - 1), without overflow
     if structure == "dnc":
         return dnc
     e1, e2 = np.exp(-a), np.exp(-2 * a)
@@ -157,29 +158,37 @@ def structure_loss(structure: str, K: int, n: int, L: int, lam: float, scale):
 # ----------------------------------------------------------------------------------------------
 
 
+def _scale_grid(fit, weight: float, L: int, lam: float, grid_points: int = GRID_POINTS):
+    """(grid, c, p): a dense log grid of scales that holds every critical scale of
+    fit(a) + c a^p, c = (lam/2)(L+1) weight, p = 2/(L+1).
+
+    The regulariser alone exceeds fit(0) beyond a_max = (fit(0)/c)^{1/p}, so every minimiser
+    lies in [0, a_max]; the grid covers [1e-12 min(1, a_max), 2 a_max] with at least 150 points a
+    decade (beyond a_max the loss only grows: fit is decreasing and bounded below by 0).
+    """
+    p = 2.0 / (L + 1)
+    c = 0.5 * lam * (L + 1) * weight
+    upper = (float(fit(np.zeros(1))[0]) / c) ** (1.0 / p)
+    lower = 1e-12 * min(1.0, upper)
+    points = max(grid_points, int(150 * math.log10(2 * upper / lower)))
+    return np.geomspace(lower, 2 * upper, points), c, p
+
+
 def _minimise_over_scale(
     fit: Callable[[np.ndarray], np.ndarray],
     dfit: Callable[[np.ndarray], np.ndarray],
     weight: float,
     L: int,
     lam: float,
-    grid_points: int = GRID_POINTS,
 ) -> tuple[float, float]:
-    """Global minimum over a >= 0 of fit(a) + c a^p, c = (lam/2)(L+1) weight, p = 2/(L+1).
+    """Global minimum over a >= 0 of fit(a) + c a^p (``_scale_grid``).
 
-    The regulariser alone exceeds fit(0) beyond a_max = (fit(0)/c)^{1/p}, so the minimiser lies in
-    [0, a_max]. A dense log grid on [1e-12 min(1, a_max), a_max] (at least 150 points a decade)
-    locates every local minimum (there can be one near 0 and one at a large scale); each is
+    Every local minimum on the grid (there can be one near 0 and one at a large scale) is
     refined by Brent's method on the derivative and the best is compared with a = 0, which wins
     ties.
     """
-    p = 2.0 / (L + 1)
-    c = 0.5 * lam * (L + 1) * weight
+    grid, c, p = _scale_grid(fit, weight, L, lam)
     zero_loss = float(fit(np.zeros(1))[0])
-    upper = (zero_loss / c) ** (1.0 / p)
-    lower = 1e-12 * min(1.0, upper)
-    points = max(grid_points, int(150 * math.log10(upper / lower)))
-    grid = np.geomspace(lower, upper, points)
 
     def loss(a):
         return fit(a) + c * a**p
@@ -199,6 +208,45 @@ def _minimise_over_scale(
         if value < best_loss:
             best_scale, best_loss = float(x), value
     return best_scale, best_loss
+
+
+def critical_scales(structure: str, K: int, n: int, L: int, lam: float) -> np.ndarray:
+    """Every scale > 0 at which the structure is a critical point (Theorem 4(i); Eq. 19, 27).
+
+    The roots, in increasing order, of d/da of the structure's reduced loss: sign changes of the
+    derivative on ``_scale_grid``, refined by Brent's method. For DNC with L >= 2 and small lam
+    there are two, a small one and a large one that diverges like -log(lam) as lam -> 0; for
+    L = 1 there is one; none when lam is too large.
+    """
+    _check_structure(structure)
+    check_sizes(K=K, n=n, L=L)
+    check_positive("lam", lam)
+    weight = float(np.sum(structure_singular_values(structure, K, n) ** (2.0 / (L + 1))))
+
+    def fit(a):
+        return np.asarray(structure_fit(structure, K, a))
+
+    grid, c, p = _scale_grid(fit, weight, L, lam)
+
+    def slope(x):
+        return _structure_fit_derivative(structure, K, np.asarray(x)) + c * p * np.asarray(x) ** (
+            p - 1
+        )
+
+    values = slope(grid)
+    changes = np.flatnonzero(np.sign(values[:-1]) != np.sign(values[1:]))
+    roots = [
+        brentq(
+            lambda x: float(slope(x)),
+            grid[i],
+            grid[i + 1],
+            xtol=1e-300,
+            rtol=4 * np.finfo(float).eps,
+            maxiter=500,
+        )
+        for i in changes
+    ]
+    return np.asarray(roots)
 
 
 def optimal_scale(structure: str, K: int, n: int, L: int, lam: float) -> tuple[float, float]:
