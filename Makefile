@@ -13,10 +13,11 @@ CACHE  := _build/.jupyter_cache
 book: $(STAMP) _build/.lib-stamp
 	$(BIN)/jupyter-book build -W -n --keep-going .
 
-# jupyter-cache re-executes a chapter only when its own text changes: drop the cache whenever the
-# library or the pinned stack changes, so the book never shows results of older code.
+# jupyter-cache re-executes a chapter only when its own text changes, and Sphinx re-reads only the
+# sources that changed: drop both the cache and Sphinx's saved environment whenever the library or
+# the pinned stack changes, so the book never shows results of older code.
 _build/.lib-stamp: $(LIB) requirements.txt pyproject.toml
-	rm -rf $(CACHE)
+	rm -rf $(CACHE) _build/.doctrees
 	mkdir -p _build
 	touch $@
 
