@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .hessian import loss_hessian
+from .hessian import flatten, loss_hessian
 from .losses import forward
 
 
@@ -42,14 +42,11 @@ def orbit_dimension(params: list, rtol: float = 1e-9) -> int:
 
 
 def output_jacobian(params: list, activation: str = "linear") -> torch.Tensor:
-    """d vec(Z) / d theta (Kn K x P, float64), theta flattened as in ``loss_hessian``."""
-    shapes = [P.shape for P in params]
-    sizes = [P.numel() for P in params]
-    flat = torch.cat([P.detach().double().flatten() for P in params])
+    """d vec(Z) / d theta (Kn K x P, float64), theta as ``dufm.hessian.flatten`` orders it."""
+    flat, unflatten = flatten(params)
 
     def output(x):
-        parts = [c.view(shape) for c, shape in zip(torch.split(x, sizes), shapes, strict=True)]
-        return forward(parts, activation)[-1].flatten()
+        return forward(unflatten(x), activation)[-1].flatten()
 
     return torch.autograd.functional.jacobian(output, flat, vectorize=True)
 

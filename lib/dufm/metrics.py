@@ -167,6 +167,15 @@ def _normalised_distance(Z: torch.Tensor, template: torch.Tensor) -> float:
     )
 
 
+def _mutual_partners(M: torch.Tensor) -> list:
+    """Sorted pairs (c, e), c < e, of classes whose lowest off-diagonal logits in the class-mean
+    matrix M (column c: the mean logits of class c) are each other's."""
+    K = M.shape[0]
+    off = M + torch.diag(torch.full((K,), float("inf"), dtype=M.dtype, device=M.device))
+    partner = off.argmin(dim=0).tolist()
+    return sorted({tuple(sorted((c, e))) for c, e in enumerate(partner) if partner[e] == c})
+
+
 def pairing(M: torch.Tensor) -> list | None:
     """Classes matched by mutual lowest logit in the class-mean matrix M, or None if not a matching.
 
@@ -174,9 +183,7 @@ def pairing(M: torch.Tensor) -> list | None:
     odd K), so that M[order][:, order] is compared with the pair structure of Eq. (5).
     """
     K = M.shape[0]
-    off = M + torch.diag(torch.full((K,), float("inf"), dtype=M.dtype, device=M.device))
-    partner = off.argmin(dim=0).tolist()
-    pairs = sorted({tuple(sorted((c, p))) for c, p in enumerate(partner) if partner[p] == c})
+    pairs = _mutual_partners(M)
     paired = [c for pair in pairs for c in pair]
     if len(pairs) != K // 2 or len(set(paired)) != 2 * (K // 2):
         return None
@@ -192,16 +199,12 @@ def mixture_partition(M: torch.Tensor) -> tuple[list, list] | None:
     least one pair and two simplex classes (with none of either it is DNC or the pair structure).
     """
     K = M.shape[0]
-    off = M + torch.diag(torch.full((K,), float("inf"), dtype=M.dtype, device=M.device))
-    partner = off.argmin(dim=0).tolist()
     diag = torch.diagonal(M)
-    pairs = sorted(
-        {
-            tuple(sorted((c, e)))
-            for c, e in enumerate(partner)
-            if partner[e] == c and M[e, c] < -0.5 * diag[c] and M[c, e] < -0.5 * diag[e]
-        }
-    )
+    pairs = [
+        (c, e)
+        for c, e in _mutual_partners(M)
+        if M[e, c] < -0.5 * diag[c] and M[c, e] < -0.5 * diag[e]
+    ]
     paired = {c for pair in pairs for c in pair}
     simplex_classes = [c for c in range(K) if c not in paired]
     if not pairs or len(simplex_classes) < 2:

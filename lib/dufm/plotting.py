@@ -112,27 +112,20 @@ def singular_value_scatter(ax, depths, values, floor: float, color: str = "C0", 
             ax.plot(L, value, "o", color=color, label=label if first else None)
             first = False
             if count > 1:
-                ax.annotate(
-                    f"{count}×",
-                    (L, value),
-                    textcoords="offset points",
-                    xytext=(5, 3),
-                    fontsize="x-small",
-                    color=color,
-                )
+                _count_label(ax, f"{count}×", (L, value), color)
         if zeros:
             ax.plot(L, floor, "x", color="C3", markersize=7)
-            ax.annotate(
-                f"{zeros}",
-                (L, floor),
-                textcoords="offset points",
-                xytext=(5, 3),
-                fontsize="x-small",
-                color="C3",
-            )
+            _count_label(ax, f"{zeros}", (L, floor), "C3")
     ax.set_yscale("log")
     ax.set_xticks(list(depths))
     ax.set_xlabel("depth L")
+
+
+def _count_label(ax, text: str, xy, color) -> None:
+    """A small count written just above and right of a marker (singular_value_scatter)."""
+    ax.annotate(
+        text, xy, textcoords="offset points", xytext=(5, 3), fontsize="x-small", color=color
+    )
 
 
 def html_table(headers, rows, caption: str = ""):
