@@ -70,3 +70,19 @@ def test_every_chapter_takes_the_device_that_the_runner_passes_to_all(chapter):
     assert "device" in allowed_parameters(jupytext.read(chapter)), (
         f"{chapter.stem} has no 'device' parameter: `python -m dufm.run --device cuda` would fail"
     )
+
+
+@pytest.mark.chapters
+@pytest.mark.parametrize(
+    ("stem", "name", "value", "message"),
+    [
+        ("05_dnc_prevalence", "runs_per_point", 0, "runs_per_point=0 is not allowed"),
+        ("06_flat_attractive", "bisection_steps", 0, "bisection_steps=0 is not allowed"),
+        ("07_landscape_dimension", "Ks", [4, 5], "Ks\\[1\\]=5 is not allowed"),
+    ],
+)
+def test_a_bad_parameter_stops_the_chapter_with_its_name(stem, name, value, message, tmp_path):
+    (chapter,) = [c for c in CHAPTERS if c.stem == stem]
+    with pytest.raises(ChapterError, match=message):
+        execute_chapter(chapter, {**parameter_set(chapter, "ci"), name: value}, tmp_path)
+    assert not (tmp_path / f"{stem}.ipynb").exists()  # no result written for a failed run

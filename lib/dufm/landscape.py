@@ -31,7 +31,7 @@ def orbit_dimension(params: list, rtol: float = 1e-9) -> int:
     for layer in range(L):
         for i in range(d):
             for j in range(i + 1, d):
-                E = torch.zeros(d, d, dtype=torch.float64)
+                E = torch.zeros(d, d, dtype=torch.float64, device=params[0].device)
                 E[i, j], E[j, i] = 1.0, -1.0
                 tangent = [torch.zeros_like(P, dtype=torch.float64) for P in params]
                 tangent[layer] = E @ params[layer].double()
