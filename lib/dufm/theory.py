@@ -133,6 +133,11 @@ def structure_singular_values(structure: str, K: int, n: int) -> np.ndarray:
     return np.asarray(values)
 
 
+def _structure_weight(structure: str, K: int, n: int, L: int) -> float:
+    """sum_i s_i^{2/(L+1)} over the structure's nonzero singular values at scale 1."""
+    return float(np.sum(structure_singular_values(structure, K, n) ** (2.0 / (L + 1))))
+
+
 def structure_regulariser(structure: str, K: int, n: int, L: int, lam: float, scale):
     """Closed-form regulariser (lam/2)(L+1) sum_i s_i(Z)^{2/(L+1)} of a structure at a scale.
 
@@ -143,7 +148,7 @@ def structure_regulariser(structure: str, K: int, n: int, L: int, lam: float, sc
     check_positive("lam", lam)
     a = _scales(scale)
     p = 2.0 / (L + 1)
-    weight = float(np.sum(structure_singular_values(structure, K, n) ** p))
+    weight = _structure_weight(structure, K, n, L)
     return _out(0.5 * lam * (L + 1) * weight * a**p)
 
 
@@ -158,9 +163,10 @@ def structure_loss(structure: str, K: int, n: int, L: int, lam: float, scale):
 # ----------------------------------------------------------------------------------------------
 
 
-def _scale_grid(fit, weight: float, L: int, lam: float, grid_points: int = GRID_POINTS):
-    """(grid, c, p): a dense log grid of scales that holds every critical scale of
-    fit(a) + c a^p, c = (lam/2)(L+1) weight, p = 2/(L+1).
+def _scale_problem(fit, dfit, weight: float, L: int, lam: float, grid_points: int = GRID_POINTS):
+    """(grid, loss, slope) of the 1-D problem fit(a) + c a^p, c = (lam/2)(L+1) weight,
+    p = 2/(L+1): a dense log grid that holds every critical scale, the loss and its derivative
+    (both vectorised over a).
 
     The regulariser alone exceeds fit(0) beyond a_max = (fit(0)/c)^{1/p}, so every minimiser
     lies in [0, a_max]; the grid covers [1e-12 min(1, a_max), 2 a_max] with at least 150 points a
@@ -171,7 +177,26 @@ def _scale_grid(fit, weight: float, L: int, lam: float, grid_points: int = GRID_
     upper = (float(fit(np.zeros(1))[0]) / c) ** (1.0 / p)
     lower = 1e-12 * min(1.0, upper)
     points = max(grid_points, int(150 * math.log10(2 * upper / lower)))
-    return np.geomspace(lower, 2 * upper, points), c, p
+
+    def loss(a):
+        return fit(a) + c * np.asarray(a) ** p
+
+    def slope(a):
+        return dfit(np.asarray(a)) + c * p * np.asarray(a) ** (p - 1)
+
+    return np.geomspace(lower, 2 * upper, points), loss, slope
+
+
+def _root(slope, lo: float, hi: float) -> float:
+    """The root of ``slope`` in [lo, hi] (a sign change) to machine precision, Brent's method."""
+    return brentq(
+        lambda x: float(slope(np.asarray([x]))[0]),
+        lo,
+        hi,
+        xtol=1e-300,
+        rtol=4 * np.finfo(float).eps,
+        maxiter=500,
+    )
 
 
 def _minimise_over_scale(
@@ -181,29 +206,21 @@ def _minimise_over_scale(
     L: int,
     lam: float,
 ) -> tuple[float, float]:
-    """Global minimum over a >= 0 of fit(a) + c a^p (``_scale_grid``).
+    """Global minimum over a >= 0 of fit(a) + c a^p (``_scale_problem``).
 
     Every local minimum on the grid (there can be one near 0 and one at a large scale) is
     refined by Brent's method on the derivative and the best is compared with a = 0, which wins
     ties.
     """
-    grid, c, p = _scale_grid(fit, weight, L, lam)
-    zero_loss = float(fit(np.zeros(1))[0])
-
-    def loss(a):
-        return fit(a) + c * a**p
-
-    def slope(x):
-        return float(dfit(np.asarray([x]))[0] + c * p * x ** (p - 1))
-
+    grid, loss, slope = _scale_problem(fit, dfit, weight, L, lam)
     values = loss(grid)
     inner = np.flatnonzero((values[1:-1] <= values[:-2]) & (values[1:-1] <= values[2:])) + 1
-    best_scale, best_loss = 0.0, zero_loss
+    best_scale, best_loss = 0.0, float(fit(np.zeros(1))[0])
     for i in inner[np.argsort(values[inner])][:8]:
         lo, hi = grid[i - 1], grid[i + 1]
         x = grid[i]
-        if slope(lo) < 0 < slope(hi):
-            x = brentq(slope, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
+        if slope(np.asarray([lo]))[0] < 0 < slope(np.asarray([hi]))[0]:
+            x = _root(slope, lo, hi)
         value = float(loss(np.asarray([x]))[0])
         if value < best_loss:
             best_scale, best_loss = float(x), value
@@ -214,39 +231,23 @@ def critical_scales(structure: str, K: int, n: int, L: int, lam: float) -> np.nd
     """Every scale > 0 at which the structure is a critical point (Theorem 4(i); Eq. 19, 27).
 
     The roots, in increasing order, of d/da of the structure's reduced loss: sign changes of the
-    derivative on ``_scale_grid``, refined by Brent's method. For DNC with L >= 2 and small lam
-    there are two, a small one and a large one that diverges like -log(lam) as lam -> 0; for
-    L = 1 there is one; none when lam is too large.
+    derivative on the grid of ``_scale_problem``, refined by Brent's method. For DNC with L >= 2
+    and small lam there are two, a small one and a large one that diverges like -log(lam) as
+    lam -> 0; for L = 1 there is one; none when lam is too large.
     """
     _check_structure(structure)
     check_sizes(K=K, n=n, L=L)
     check_positive("lam", lam)
-    weight = float(np.sum(structure_singular_values(structure, K, n) ** (2.0 / (L + 1))))
-
-    def fit(a):
-        return np.asarray(structure_fit(structure, K, a))
-
-    grid, c, p = _scale_grid(fit, weight, L, lam)
-
-    def slope(x):
-        return _structure_fit_derivative(structure, K, np.asarray(x)) + c * p * np.asarray(x) ** (
-            p - 1
-        )
-
+    grid, _, slope = _scale_problem(
+        lambda a: np.asarray(structure_fit(structure, K, a)),
+        lambda a: _structure_fit_derivative(structure, K, a),
+        _structure_weight(structure, K, n, L),
+        L,
+        lam,
+    )
     values = slope(grid)
     changes = np.flatnonzero(np.sign(values[:-1]) != np.sign(values[1:]))
-    roots = [
-        brentq(
-            lambda x: float(slope(x)),
-            grid[i],
-            grid[i + 1],
-            xtol=1e-300,
-            rtol=4 * np.finfo(float).eps,
-            maxiter=500,
-        )
-        for i in changes
-    ]
-    return np.asarray(roots)
+    return np.asarray([_root(slope, grid[i], grid[i + 1]) for i in changes])
 
 
 def optimal_scale(structure: str, K: int, n: int, L: int, lam: float) -> tuple[float, float]:
@@ -260,7 +261,7 @@ def optimal_scale(structure: str, K: int, n: int, L: int, lam: float) -> tuple[f
     _check_structure(structure)
     check_sizes(K=K, n=n, L=L)
     check_positive("lam", lam)
-    weight = float(np.sum(structure_singular_values(structure, K, n) ** (2.0 / (L + 1))))
+    weight = _structure_weight(structure, K, n, L)
     return _minimise_over_scale(
         lambda a: np.asarray(structure_fit(structure, K, a)),
         lambda a: _structure_fit_derivative(structure, K, a),
