@@ -1,0 +1,495 @@
+"""Real networks (Figures 3, 4, 7, 8): a trained backbone followed by a deep fully connected head.
+
+The network maps an input batch X to features H_1 = backbone(X) (d x N, the "free features" of
+the deep UFM, now produced by a network) and then through a head of L fully connected layers of
+width d, linear or ReLU, exactly as the deep UFM of ``dufm.losses.forward``:
+H_{l+1} = W_l act(H_l) (no activation on H_1), Z = W_L act(H_L), W_1..W_{L-1}: d x d,
+W_L: K x d. Chapter 9 (``chapters/09_real_networks.md``) trains it.
+
+- Backbones (``BACKBONES``): ``"resnet20"``, the CIFAR-style ResNet-20 of He et al. (three stages of
+  three basic blocks with 3x3 convolutions, batch normalisation, parameter-free shortcuts that
+  subsample and zero-pad the channels, global average pooling; widths d/4, d/2, d, which is
+  16/32/64 for the paper's d = 64, about 0.27 M parameters for 3-channel input), ``"resnet8"``
+  (the same with one block per stage) and ``"mlp"`` (fully connected ReLU layers on the
+  flattened image, a CPU-sized backbone). Every backbone ends in a ReLU, so H_1 >= 0 like the
+  pooled features of a ResNet.
+- R independent networks (seeds, initial scales of the head) train as one tensor program: a
+  convolution of the R networks is one grouped convolution (``groups=R``) and a linear layer one
+  batched matrix product, so the runs never mix and never loop in Python.
+- Regularisation regimes (``REGIMES``): ``"ufm"`` (weight decay lam_W on the head's weights and
+  lam_H on the features, (lam_H/2) ||H_1||_F^2 summed over all N samples; the backbone is not
+  decayed), the regime of Figures 3 and 7; ``"standard"`` (one weight decay lam on every
+  parameter, backbone and batch-norm parameters included; nothing on the features), the regime of
+  Figures 4 and 8.
+- Training (``train_network``): gradient descent on the full batch or on class-balanced batches of
+  ``batch_size`` samples, deterministic for given seeds on the CPU.
+- The DNC bound of the head (``head_dnc_bound``): the least loss of any parameters whose logits
+  have the DNC structure, for the UFM-style regime with unequal weight decays
+  (``effective_weight_decay``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .losses import forward, mean_cross_entropy
+from .metrics import singular_values
+from .theory import optimal_scale
+from .trainer import DivergenceError
+from .validation import (
+    check_activation,
+    check_device,
+    check_dtype,
+    check_int,
+    check_nonnegative,
+    check_positive,
+    check_sizes,
+)
+
+BACKBONES = ("resnet20", "resnet8", "mlp")
+REGIMES = ("ufm", "standard")
+
+
+def _fail(name: str, value: object, rule: str) -> None:
+    raise ValueError(f"{name}={value!r} is not allowed: {rule}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The DNC bound of the head (Figures 3 and 7)
+# ----------------------------------------------------------------------------------------------
+
+
+def effective_weight_decay(lam_W: float, lam_H: float, L: int) -> float:
+    """lam_eff = lam_W^{L/(L+1)} lam_H^{1/(L+1)}: the one weight decay that unequal decays act as.
+
+    With weight decay lam_H on the features H_1 and lam_W on each of the L head matrices,
+    min over factorisations Z = W_L ... W_1 H_1 of (lam_H/2)||H_1||^2 + (lam_W/2) sum ||W_l||^2
+    equals (lam_eff/2)(L+1) sum_i s_i(Z)^{2/(L+1)} (chapter 9 derives it: rescale H_1 by
+    sqrt(lam_H/lam_W) and use the equal-decay identity of Lemma 1). lam_H = lam_W gives lam_W.
+    """
+    check_positive("lam_W", lam_W)
+    check_positive("lam_H", lam_H)
+    check_int("L", L, 1)
+    return lam_W * (lam_H / lam_W) ** (1 / (L + 1))
+
+
+def head_dnc_bound(K: int, n: int, L: int, lam_W: float, lam_H: float) -> tuple[float, float]:
+    """Least loss (scale, loss) of any UFM-style-regularised network whose logits are DNC.
+
+    Figures 3 and 7: a network with logits Z = alpha S kron 1_n^T (S = I - 11^T/K, n samples per
+    class) has loss (1/(Kn)) g(Z) + (lam_H/2)||H_1||^2 + (lam_W/2) sum_l ||W_l||^2 at least the
+    reduced loss of Z with weight decay ``effective_weight_decay(lam_W, lam_H, L)``, minimised over
+    alpha: ``dufm.theory.optimal_scale("dnc", K, n, L, lam_eff)``. This holds for the linear head
+    (Lemma 1) and, under the paper's Assumption 1, for the ReLU head (Theorem 7's DNC lower bound).
+    Returns (alpha*, bound).
+    """
+    check_sizes(K=K, n=n, L=L)
+    return optimal_scale("dnc", K, n, L, effective_weight_decay(lam_W, lam_H, L))
+
+
+# ----------------------------------------------------------------------------------------------
+# Batched backbones
+# ----------------------------------------------------------------------------------------------
+
+
+def _kaiming_(tensor: torch.Tensor, runs: int, fan_in: int, gens: list) -> None:
+    """Fill a run-major parameter (its first dimension splits into R equal slices) with
+    N(0, 2/fan_in), slice r from generator r (drawn in float64 on the CPU: the same on any
+    device)."""
+    with torch.no_grad():
+        for r, chunk in enumerate(tensor.chunk(runs, dim=0)):
+            draw = torch.randn(chunk.shape, generator=gens[r], dtype=torch.float64)
+            chunk.copy_(draw * math.sqrt(2.0 / fan_in))
+
+
+class _Block(nn.Module):
+    """A basic residual block of R networks: conv-BN-ReLU-conv-BN, plus the shortcut, then ReLU."""
+
+    def __init__(self, runs: int, c_in: int, c_out: int, stride: int, gens: list):
+        super().__init__()
+        self.runs, self.c_in, self.c_out, self.stride = runs, c_in, c_out, stride
+        R = runs
+        self.conv1 = nn.Conv2d(R * c_in, R * c_out, 3, stride, 1, groups=R, bias=False)
+        self.bn1 = nn.BatchNorm2d(R * c_out)
+        self.conv2 = nn.Conv2d(R * c_out, R * c_out, 3, 1, 1, groups=R, bias=False)
+        self.bn2 = nn.BatchNorm2d(R * c_out)
+        _kaiming_(self.conv1.weight, R, 9 * c_in, gens)
+        _kaiming_(self.conv2.weight, R, 9 * c_out, gens)
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1 and self.c_in == self.c_out:
+            return x
+        x = x[:, :, :: self.stride, :: self.stride]
+        N, _, h, w = x.shape
+        pad = self.c_out - self.c_in
+        x = x.reshape(N, self.runs, self.c_in, h, w)
+        x = nn.functional.pad(x, (0, 0, 0, 0, pad // 2, pad - pad // 2))
+        return x.reshape(N, self.runs * self.c_out, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class BatchedResNet(nn.Module):
+    """R independent CIFAR-style ResNets (6 ``blocks`` + 2 layers) as one module (Figures 3, 4, 7).
+
+    Stages of ``blocks`` basic blocks with widths (d/4, d/2, d), the second and third starting
+    with stride 2; a 3x3 stem convolution to d/4 channels; global average pooling. ``blocks=3``
+    with d = 64 is ResNet-20 (269,072 parameters for 3-channel input, 268,784 for 1 channel).
+    Input (N, C, H, W) shared by all runs; output (R, N, d), nonnegative.
+    """
+
+    def __init__(self, runs: int, in_channels: int, d: int, blocks: int, seeds: Sequence[int]):
+        super().__init__()
+        check_int("runs", runs, 1)
+        check_int("in_channels", in_channels, 1)
+        check_int("blocks", blocks, 1)
+        if not isinstance(d, int) or d < 4 or d % 4:
+            _fail(
+                "d", d, "a ResNet backbone needs a width d >= 4 divisible by 4 (stages d/4, d/2, d)"
+            )
+        if len(seeds) != runs:
+            _fail("seeds", list(seeds), f"must hold one seed per run ({runs})")
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.runs, self.in_channels = runs, in_channels
+        widths = (d // 4, d // 2, d)
+        self.stem = nn.Conv2d(
+            runs * in_channels, runs * widths[0], 3, 1, 1, groups=runs, bias=False
+        )
+        self.bn = nn.BatchNorm2d(runs * widths[0])
+        _kaiming_(self.stem.weight, runs, 9 * in_channels, gens)
+        layers, c_in = [], widths[0]
+        for stage, c_out in enumerate(widths):
+            for b in range(blocks):
+                stride = 2 if stage > 0 and b == 0 else 1
+                layers.append(_Block(runs, c_in, c_out, stride, gens))
+                c_in = c_out
+        self.layers = nn.Sequential(*layers)
+        self.d = d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        N = x.shape[0]
+        x = x.repeat(1, self.runs, 1, 1)  # (N, R*C, H, W): run r reads channels r*C..(r+1)*C
+        x = torch.relu(self.bn(self.stem(x)))
+        x = self.layers(x).mean(dim=(-2, -1))  # global average pooling: (N, R*d)
+        return x.reshape(N, self.runs, self.d).transpose(0, 1)
+
+
+class BatchedMLP(nn.Module):
+    """R independent fully connected ReLU backbones on the flattened input: the CPU-sized backbone.
+
+    Layers in_features -> hidden[0] -> ... -> d, each followed by ReLU (so H_1 >= 0 like a ResNet's
+    pooled features); weights N(0, 2/fan_in), biases 0. Input (N, ...) flattened to (N, P); output
+    (R, N, d).
+    """
+
+    def __init__(self, runs: int, in_features: int, d: int, hidden: Sequence[int], seeds):
+        super().__init__()
+        check_int("runs", runs, 1)
+        check_int("in_features", in_features, 1)
+        check_int("d", d, 1)
+        for i, h in enumerate(hidden):
+            check_int(f"hidden[{i}]", h, 1)
+        if len(seeds) != runs:
+            _fail("seeds", list(seeds), f"must hold one seed per run ({runs})")
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        sizes = [in_features, *hidden, d]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            W = nn.Parameter(torch.empty(runs, fan_in, fan_out))
+            _kaiming_(W, runs, fan_in, gens)
+            self.weights.append(W)
+            self.biases.append(nn.Parameter(torch.zeros(runs, 1, fan_out)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.flatten(1).unsqueeze(0)  # (1, N, P), broadcast over the runs
+        for W, b in zip(self.weights, self.biases, strict=True):
+            h = torch.relu(torch.baddbmm(b, h.expand(W.shape[0], -1, -1), W))
+        return h
+
+
+def make_backbone(
+    name: str, runs: int, input_shape: Sequence[int], d: int, seeds, mlp_hidden=(256,)
+) -> nn.Module:
+    """The batched backbone ``name`` (one of ``BACKBONES``) for inputs of shape (C, H, W)."""
+    if name not in BACKBONES:
+        _fail("backbone", name, f"must be one of {BACKBONES}")
+    if len(input_shape) != 3:
+        _fail("input_shape", tuple(input_shape), "must be (channels, height, width)")
+    if name == "mlp":
+        return BatchedMLP(runs, math.prod(input_shape), d, list(mlp_hidden), seeds)
+    blocks = 3 if name == "resnet20" else 1
+    return BatchedResNet(runs, int(input_shape[0]), d, blocks, seeds)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable scalars of a module (of all its runs together)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+# ----------------------------------------------------------------------------------------------
+# The head and the regularisers
+# ----------------------------------------------------------------------------------------------
+
+
+def init_head(K: int, d: int, L: int, init_scales: Sequence[float], seeds, dtype=torch.float64):
+    """Head weights [W_1, ..., W_L] of R runs: W_l (R, d, d) for l < L, W_L (R, K, d).
+
+    Entries N(0, s_r^2 / d) for run r with initial scale s_r = ``init_scales[r]`` (s = 1 is the
+    usual 1/sqrt(fan-in) scale; the paper does not report its initialisation), drawn in float64
+    on the CPU from a generator seeded with ``seeds[r] + 1_000_003`` (independent of the
+    backbone's stream).
+    """
+    check_sizes(K=K, d=d, L=L)
+    if len(init_scales) != len(seeds):
+        _fail("init_scales", list(init_scales), f"must hold one scale per seed ({len(seeds)})")
+    for i, s in enumerate(init_scales):
+        check_positive(f"init_scales[{i}]", s)
+    shapes = [(d, d)] * (L - 1) + [(K, d)]
+    weights = []
+    for rows, cols in shapes:
+        weights.append(torch.empty(len(seeds), rows, cols, dtype=torch.float64))
+    for r, (seed, s) in enumerate(zip(seeds, init_scales, strict=True)):
+        gen = torch.Generator().manual_seed(int(seed) + 1_000_003)
+        for W in weights:
+            W[r] = torch.randn(W.shape[1:], generator=gen, dtype=torch.float64) * (s / math.sqrt(d))
+    return [W.to(dtype) for W in weights]
+
+
+def head_forward(H1: torch.Tensor, weights: list, activation: str = "linear") -> list:
+    """[H_1, H_2, ..., H_L, Z] of the head for features H1 (R, d, N): ``dufm.losses.forward``."""
+    return forward([H1, *weights], activation)
+
+
+def ufm_regulariser(H1: torch.Tensor, weights: list, lam_W: float, lam_H: float, scale=1.0):
+    """UFM-style regulariser of R runs, (R,): (lam_H/2) scale ||H_1||^2 + (lam_W/2) sum_l ||W_l||^2.
+
+    Figures 3 and 7. H1 (R, d, b) holds the features of b samples; ``scale`` = N/b makes the
+    feature term of a batch an unbiased estimate of the full-data term (1 for the full batch).
+    """
+    feat = H1.pow(2).sum(dim=(-2, -1))
+    head = sum(W.pow(2).sum(dim=(-2, -1)) for W in weights)
+    return 0.5 * lam_H * scale * feat + 0.5 * lam_W * head
+
+
+def standard_regulariser(parameters: Sequence[torch.Tensor], runs: int, lam: float):
+    """Standard weight decay of R runs, (R,): (lam/2) times the squared norm of all parameters.
+
+    Figures 4 and 8. Every tensor is run-major (its first dimension splits into R equal slices:
+    the batched backbones' weights, biases and batch-norm parameters, and the head's weights).
+    """
+    total = 0.0
+    for p in parameters:
+        total = total + p.reshape(runs, -1).pow(2).sum(dim=1)
+    return 0.5 * lam * total
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NetworkResult:
+    """Outcome of ``train_network`` for R runs.
+
+    ``losses``, ``fits`` (R, T): full-data loss and mean cross-entropy at ``record_steps``;
+    ``features``: [H_1, ..., H_L, Z] of the final networks on the whole data, each (R, rows, N)
+    float64 on the CPU (pre-activations, columns in class order); ``weights``: the final head
+    [W_1, ..., W_L], each (R, rows, cols); ``seeds``, ``init_scales``: the runs; ``seconds``: wall
+    time of the training loop.
+    """
+
+    K: int
+    n: int
+    L: int
+    activation: str
+    regime: str
+    backbone: str
+    losses: torch.Tensor
+    fits: torch.Tensor
+    record_steps: list
+    features: list
+    weights: list
+    seeds: list
+    init_scales: list
+    seconds: float
+
+    def logits(self, r: int) -> torch.Tensor:
+        """Final logits Z (K x Kn) of run r."""
+        return self.features[-1][r]
+
+
+def _check_data(X: torch.Tensor, labels: torch.Tensor, K: int) -> int:
+    if not isinstance(X, torch.Tensor) or X.dim() != 4:
+        _fail("X", getattr(X, "shape", X), "must be a 4-D tensor (N, channels, height, width)")
+    N = X.shape[0]
+    if N % K:
+        _fail("X.shape[0]", N, f"must be a multiple of K={K} (n samples per class)")
+    n = N // K
+    expected = torch.arange(K).repeat_interleave(n)
+    if labels.shape != (N,) or not torch.equal(labels.cpu().long(), expected):
+        _fail("labels", "given", f"must be class-ordered: n={n} of class 0, then class 1, ... ")
+    return n
+
+
+def train_network(
+    X: torch.Tensor,
+    labels: torch.Tensor,
+    K: int,
+    *,
+    backbone: str = "mlp",
+    mlp_hidden: Sequence[int] = (256,),
+    d: int = 64,
+    L: int = 3,
+    activation: str = "linear",
+    regime: str = "ufm",
+    lam_W: float = 5e-3,
+    lam_H: float = 1e-6,
+    lam: float = 1e-2,
+    lr: float = 0.05,
+    steps: int = 1000,
+    batch_size: int = 0,
+    seeds: Sequence[int] = (0,),
+    init_scales: Sequence[float] = (1.0,),
+    record_every: int = 10,
+    device="cpu",
+    dtype="float64",
+    progress: bool = True,
+) -> NetworkResult:
+    """Train R = len(seeds) backbone + head networks by gradient descent, in one tensor program.
+
+    Figures 3 and 7 (``regime="ufm"``: lam_W on the head, lam_H on the features) and Figures 4
+    and 8 (``regime="standard"``: lam on every parameter). X (N, C, H, W) with class-ordered rows
+    (n of class 0, then class 1, ...) and ``labels`` (N,) to match. ``batch_size`` 0 is full-batch
+    gradient descent; otherwise a multiple b of K: each step uses b/K samples of every class
+    (a fresh class-wise permutation each epoch, drawn from ``seeds[0]``), and b/K must divide n.
+    Run r has backbone seed ``seeds[r]`` and head scale ``init_scales[r]``. The recorded loss
+    is the full-data objective; batch normalisation uses the statistics of the batch it sees.
+    Raises ``DivergenceError`` naming the run if a loss is not finite.
+    """
+    check_sizes(K=K, d=d, L=L)
+    check_activation(activation)
+    if regime not in REGIMES:
+        _fail("regime", regime, f"must be one of {REGIMES}")
+    for name, value in (("lam_W", lam_W), ("lam_H", lam_H), ("lam", lam), ("lr", lr)):
+        check_positive(name, value)
+    check_int("steps", steps, 1)
+    check_int("batch_size", batch_size, 0)
+    check_int("record_every", record_every, 1)
+    dev, dt = check_device(device), check_dtype(dtype)
+    n = _check_data(X, labels, K)
+    seeds, init_scales = [int(s) for s in seeds], [float(s) for s in init_scales]
+    if not seeds:
+        _fail("seeds", seeds, "must hold at least one seed")
+    if batch_size:
+        if batch_size % K or n % (batch_size // K):
+            _fail(
+                "batch_size",
+                batch_size,
+                f"must be 0 (full batch) or a multiple of K={K} whose share per class divides "
+                f"n={n}",
+            )
+    R, N = len(seeds), K * n
+    net = make_backbone(backbone, R, tuple(X.shape[1:]), d, seeds, mlp_hidden).to(dev, dt)
+    head = [nn.Parameter(W.to(dev)) for W in init_head(K, d, L, init_scales, seeds, dt)]
+    params = [*net.parameters(), *head]
+    X = X.to(dev, dt)
+
+    def objective(x: torch.Tensor, scale: float):
+        H1 = net(x).transpose(-2, -1)  # (R, d, b)
+        feats = head_forward(H1, list(head), activation)
+        fit = mean_cross_entropy(feats[-1])
+        if regime == "ufm":
+            reg = ufm_regulariser(H1, list(head), lam_W, lam_H, scale)
+        else:
+            reg = standard_regulariser(params, R, lam)
+        return fit, reg, feats
+
+    def evaluate(step: int):
+        with torch.no_grad():
+            fit, reg, _ = objective(X, 1.0)
+        loss = (fit + reg).double().cpu()
+        bad = (~torch.isfinite(loss)).nonzero().flatten().tolist()
+        if bad:
+            raise DivergenceError(
+                f"run {bad[0]} (seed {seeds[bad[0]]}, init scale {init_scales[bad[0]]}) diverged "
+                f"at step {step}: loss {float(loss[bad[0]])}; use a smaller learning rate lr={lr}"
+            )
+        return loss, fit.double().cpu()
+
+    gen = torch.Generator().manual_seed(seeds[0])
+    per_class = (batch_size // K) if batch_size else n
+    batches_per_epoch = n // per_class
+    order = None
+    losses, fits, record_steps = [], [], []
+    start = time.perf_counter()
+    bar = tqdm(total=steps, disable=not progress, file=sys.stderr, mininterval=5.0, desc="train")
+    for step in range(steps):
+        if step % record_every == 0:
+            loss, fit = evaluate(step)
+            losses.append(loss)
+            fits.append(fit)
+            record_steps.append(step)
+        if batch_size:
+            j = step % batches_per_epoch
+            if j == 0:  # a new epoch: a fresh permutation within every class
+                order = torch.stack([torch.randperm(n, generator=gen) for _ in range(K)])
+            rows = order[:, j * per_class : (j + 1) * per_class] + n * torch.arange(K).view(K, 1)
+            x, scale = X[rows.flatten().to(dev)], N / batch_size
+        else:
+            x, scale = X, 1.0
+        fit, reg, _ = objective(x, scale)
+        total = (fit + reg).sum()
+        grads = torch.autograd.grad(total, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads, strict=True):
+                p.sub_(g, alpha=lr)
+        bar.update(1)
+    bar.close()
+    seconds = time.perf_counter() - start
+    loss, fit = evaluate(steps)
+    losses.append(loss)
+    fits.append(fit)
+    record_steps.append(steps)
+    with torch.no_grad():
+        H1 = net(X).transpose(-2, -1)
+        feats = [F.double().cpu() for F in head_forward(H1, list(head), activation)]
+    return NetworkResult(
+        K=K,
+        n=n,
+        L=L,
+        activation=activation,
+        regime=regime,
+        backbone=backbone,
+        losses=torch.stack(losses, dim=1),
+        fits=torch.stack(fits, dim=1),
+        record_steps=record_steps,
+        features=feats,
+        weights=[W.detach().double().cpu() for W in head],
+        seeds=seeds,
+        init_scales=init_scales,
+        seconds=seconds,
+    )
+
+
+def singular_value_counts(features: list, threshold: float = 1e-6) -> list:
+    """Per layer, the number of singular values above ``threshold`` of each run's feature matrix.
+
+    Figures 3 and 7 (the paper counts singular values above 1e-6). ``features`` is
+    ``NetworkResult.features`` ([H_1, ..., H_L, Z], each (R, rows, N)); returns a list of
+    (R,) integer tensors, one per layer.
+    """
+    check_nonnegative("threshold", threshold)
+    return [(singular_values(F) > threshold).sum(dim=-1) for F in features]
