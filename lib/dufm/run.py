@@ -22,6 +22,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -250,15 +251,16 @@ def execute_chapter(
     tmp = Path(tmp_name)
     tmp.chmod(0o644)
     try:
-        papermill.execute_notebook(
-            nb,
-            str(tmp),
-            parameters=parameters,
-            cwd=str(path.resolve().parent),
-            kernel_name=kernel_name,
-            progress_bar=False,
-            log_output=True,
-        )
+        with _records_in(out / "records"):
+            papermill.execute_notebook(
+                nb,
+                str(tmp),
+                parameters=parameters,
+                cwd=str(path.resolve().parent),
+                kernel_name=kernel_name,
+                progress_bar=False,
+                log_output=True,
+            )
     except Exception as err:
         _keep_partial(tmp, failed)
         raise _chapter_error(path.stem, err, failed if failed.exists() else None) from None
@@ -268,6 +270,20 @@ def execute_chapter(
     os.replace(tmp, final)
     failed.unlink(missing_ok=True)
     return final
+
+
+@contextlib.contextmanager
+def _records_in(folder: Path):
+    """The chapter's scorecard records go to ``folder`` (``<out>/records``), not to the book's
+    ``_build/records``, unless the user set ``$DUFM_RECORDS`` (see ``dufm.scorecard``)."""
+    if os.environ.get("DUFM_RECORDS"):
+        yield
+        return
+    os.environ["DUFM_RECORDS"] = str(folder.resolve())
+    try:
+        yield
+    finally:
+        del os.environ["DUFM_RECORDS"]
 
 
 def _keep_partial(tmp: Path, failed: Path) -> None:
