@@ -9,6 +9,9 @@ Modules, one responsibility each (the chapter that uses a module most is named i
 - ``trainer``: batched full-batch gradient descent over many independent runs.
 - ``sweep``: resumable sweeps of training runs over a grid of settings (Figures 2 and 5).
 - ``experiments``: training with snapshots of measured quantities (chapter 1).
+- ``networks``: real networks, a backbone (ResNet-20, ResNet-8, MLP) and a deep head, in the
+  two regularisation regimes, and the head's DNC bound (chapter 9).
+- ``data``: the image data sets of chapter 9 (digits, Fashion-MNIST, MNIST, CIFAR-10).
 - ``metrics``: neural-collapse metrics, singular-value profiles and a structure classifier.
 - ``geometry``: the exact Hessian, flatness, and the dimensions of the sets of critical
   parameters (Theorems 4, 5 and 6).

@@ -364,6 +364,7 @@ def train_network(
     seeds: Sequence[int] = (0,),
     init_scales: Sequence[float] = (1.0,),
     record_every: int = 10,
+    warmup_steps: int = 0,
     device="cpu",
     dtype="float64",
     progress: bool = True,
@@ -375,7 +376,9 @@ def train_network(
     (n of class 0, then class 1, ...) and ``labels`` (N,) to match. ``batch_size`` 0 is full-batch
     gradient descent; otherwise a multiple b of K: each step uses b/K samples of every class
     (a fresh class-wise permutation each epoch, drawn from ``seeds[0]``), and b/K must divide n.
-    Run r has backbone seed ``seeds[r]`` and head scale ``init_scales[r]``. The recorded loss
+    Run r has backbone seed ``seeds[r]`` and head scale ``init_scales[r]``. With
+    ``warmup_steps`` w > 0 the learning rate of step t < w is lr (t + 1) / w (a linear warm-up
+    that keeps the first steps, where features and head grow together, stable). The recorded loss
     is the full-data objective; batch normalisation uses the statistics of the batch it sees.
     Raises ``DivergenceError`` naming the run if a loss is not finite.
     """
@@ -388,6 +391,7 @@ def train_network(
     check_int("steps", steps, 1)
     check_int("batch_size", batch_size, 0)
     check_int("record_every", record_every, 1)
+    check_int("warmup_steps", warmup_steps, 0)
     dev, dt = check_device(device), check_dtype(dtype)
     n = _check_data(X, labels, K)
     seeds, init_scales = [int(s) for s in seeds], [float(s) for s in init_scales]
@@ -453,9 +457,10 @@ def train_network(
         fit, reg, _ = objective(x, scale)
         total = (fit + reg).sum()
         grads = torch.autograd.grad(total, params)
+        rate = lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps else lr
         with torch.no_grad():
             for p, g in zip(params, grads, strict=True):
-                p.sub_(g, alpha=lr)
+                p.sub_(g, alpha=rate)
         bar.update(1)
     bar.close()
     seconds = time.perf_counter() - start
@@ -493,3 +498,35 @@ def singular_value_counts(features: list, threshold: float = 1e-6) -> list:
     """
     check_nonnegative("threshold", threshold)
     return [(singular_values(F) > threshold).sum(dim=-1) for F in features]
+
+
+def run_summary(result: NetworkResult, r: int, rank_rtol: float = 1e-3, threshold: float = 1e-6):
+    """What run r of a ``train_network`` result ended in (chapter 9's tables and checks).
+
+    Returns a dict: ``loss`` and ``fit`` (final full-data loss and mean cross-entropy),
+    ``ranks`` (per feature matrix [H_1, ..., H_L, Z], the number of singular values above
+    ``rank_rtol`` times the largest: ``dufm.metrics.numerical_rank``), ``counts`` (per feature
+    matrix, singular values above the absolute ``threshold``, the paper's 1e-6 criterion),
+    ``structure`` and ``dnc_distance`` (``dufm.metrics.classify_structure`` of Z: its name and
+    the normalised Frobenius distance of Z from S kron 1_n^T).
+    """
+    from .metrics import classify_structure, numerical_rank
+    from .structures import expand_classes, simplex_matrix
+
+    check_int("r", r, 0)
+    if r >= len(result.seeds):
+        _fail("r", r, f"must be below the number of runs {len(result.seeds)}")
+    check_positive("rank_rtol", rank_rtol)
+    Z = result.logits(r)
+    template = expand_classes(simplex_matrix(result.K), result.n)
+    distance = torch.linalg.matrix_norm(
+        Z / torch.linalg.matrix_norm(Z) - template / torch.linalg.matrix_norm(template)
+    )
+    return {
+        "loss": float(result.losses[r, -1]),
+        "fit": float(result.fits[r, -1]),
+        "ranks": [numerical_rank(F[r], rank_rtol) for F in result.features],
+        "counts": [int(c[r]) for c in singular_value_counts(result.features, threshold)],
+        "structure": classify_structure(Z).name,
+        "dnc_distance": float(distance),
+    }
