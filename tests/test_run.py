@@ -114,14 +114,57 @@ def test_book_set_needs_no_params_file_but_ci_does(tmp_path):
 
 def test_parameter_file_flat_and_keyed_by_chapter(tmp_path):
     chapter = write_chapter(tmp_path, "ch", "pass")
+    write_chapter(tmp_path, "other", "pass")
     flat = tmp_path / "flat.yml"
     flat.write_text("a: 7\nb: [1, 2]\n")
     keyed = tmp_path / "keyed.yaml"
     keyed.write_text("ch:\n  a: 8\nother:\n  a: 9\n")
     assert parameter_set(chapter, str(flat)) == {"a": 7, "b": [1, 2]}
     assert parameter_set(chapter, str(keyed)) == {"a": 8}
-    keyed.write_text("other:\n  a: 9\n")
+    keyed.write_text("ch: {}\nother:\n  a: 9\n")
     assert parameter_set(chapter, str(keyed)) == {}
+
+
+def test_keyed_file_without_the_chapter_or_with_an_unknown_chapter_is_an_error(tmp_path):
+    chapter = write_chapter(tmp_path, "ch", "pass")
+    write_chapter(tmp_path, "other", "pass")
+    keyed = tmp_path / "keyed.yml"
+    keyed.write_text("other:\n  a: 9\n")
+    with pytest.raises(ValueError, match=r"no entry for chapter ch .*add 'ch: \{\}'"):
+        parameter_set(chapter, str(keyed))
+    keyed.write_text("ch:\n  a: 9\nch_typo:\n  a: 1\n")
+    with pytest.raises(ValueError, match=r"unknown chapter\(s\) 'ch_typo'.*chapters: ch, other"):
+        parameter_set(chapter, str(keyed))
+
+
+def test_keyed_file_keys_are_checked_against_the_chapters_of_the_toc():
+    root = Path(__file__).resolve().parents[1]
+    chapter = root / "chapters" / "01_deep_ufm.md"
+    with pytest.raises(ValueError, match=r"unknown chapter\(s\) '01_deep_ufn'.*01_deep_ufm, 02"):
+        run._select({"01_deep_ufn": {"steps": 3}}, chapter, "my.yml")
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n"])
+def test_empty_parameter_file_is_an_error(tmp_path, text):
+    chapter = write_chapter(tmp_path, "ch", "pass")
+    (tmp_path / "p.yml").write_text(text)
+    with pytest.raises(ValueError, match=r"p.yml is empty"):
+        parameter_set(chapter, str(tmp_path / "p.yml"))
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [("a: [1, 2\n", "line 2, column 1"), ("a: 1\n\tb: 2\n", "line 2, column 1")],
+)
+def test_malformed_parameter_file_names_the_file_and_the_line(tmp_path, text, where):
+    chapter = write_chapter(tmp_path, "ch", "pass")
+    (tmp_path / "p.yml").write_text(text)
+    with pytest.raises(ValueError, match=rf"p.yml is not valid YAML: {where}"):
+        parameter_set(chapter, str(tmp_path / "p.yml"))
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "ch.yml").write_text("ci:\n  a: [1\n")
+    with pytest.raises(ValueError, match=r"params/ch.yml is not valid YAML: line \d+"):
+        parameter_set(chapter, "ci")
 
 
 def test_unknown_parameter_set_name_lists_the_sets(tmp_path):
@@ -138,6 +181,32 @@ def test_unknown_parameter_set_name_lists_the_sets(tmp_path):
 )
 def test_parse_value_reads_yaml_scalars(text, value):
     assert parse_value(text) == value and type(parse_value(text)) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("010", 10),  # YAML 1.1: 8 (octal)
+        ("08", 8),  # YAML 1.1: 8.0
+        ("1:30", "1:30"),  # YAML 1.1: 90 (base 60)
+        ("yes", "yes"),  # YAML 1.1: True
+        ("off", "off"),
+        ("0o17", 15),
+        ("0x1f", 31),
+        ("-2", -2),
+        ("1_000", "1_000"),  # YAML 1.1: 1000
+        ("2026-01-02", "2026-01-02"),  # YAML 1.1: a date
+        (".inf", float("inf")),
+        ("[010, 1e-3, True]", [10, 1e-3, True]),
+    ],
+)
+def test_parse_value_follows_the_yaml_1_2_core_schema(text, value):
+    assert parse_value(text) == value and type(parse_value(text)) is type(value)
+
+
+def test_unparseable_value_names_the_parameter():
+    with pytest.raises(ValueError, match=r"-p Ks '\[3, 4' is not a valid YAML value"):
+        parse_value("[3, 4", "Ks")
 
 
 def test_toc_chapters_lists_kernel_pages_in_order(tmp_path):

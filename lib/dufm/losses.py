@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from .validation import check_activation, check_int, check_logits, check_positive
+from .validation import (
+    check_activation,
+    check_int,
+    check_logit_shape,
+    check_logits,
+    check_params,
+    check_positive,
+)
 
 
 def class_labels(K: int, n: int, device=None) -> torch.Tensor:
@@ -25,7 +32,9 @@ def mean_cross_entropy(Z: torch.Tensor) -> torch.Tensor:
     """(1/(Kn)) g(Z): mean over columns of -log softmax(z)_class, class-ordered columns.
 
     Z may carry leading batch dimensions: shape (..., K, Kn); the result has shape (...).
+    Only the shape and dtype are checked (no data access: it runs inside autograd and loops).
     """
+    check_logit_shape(Z)
     K, N = Z.shape[-2:]
     labels = class_labels(K, N // K, device=Z.device)
     true = Z[..., labels, torch.arange(N, device=Z.device)]
@@ -38,6 +47,9 @@ def schatten_regulariser(Z: torch.Tensor, lam: float, L: int) -> torch.Tensor:
     Singular values below the rounding level max(K, Kn) * eps * s_max are taken as exact zeros:
     the root s^{2/(L+1)} would otherwise turn a 1e-15 rounding residue into a 3e-8 loss term.
     """
+    check_logit_shape(Z)
+    check_positive("lam", lam)
+    check_int("L", L, 1)
     s = torch.linalg.svdvals(Z)
     floor = max(Z.shape[-2:]) * torch.finfo(Z.dtype).eps * s.amax(dim=-1, keepdim=True)
     s = torch.where(s > floor, s, torch.zeros_like(s))
@@ -47,7 +59,7 @@ def schatten_regulariser(Z: torch.Tensor, lam: float, L: int) -> torch.Tensor:
 def reduced_loss(Z: torch.Tensor, lam: float, L: int) -> float:
     """Reduced loss Lred_L(Z) = (1/(Kn)) g(Z) + (lam/2)(L+1) sum_i s_i(Z)^{2/(L+1)} (Lemma 1).
 
-    Z: (K, Kn) with class-ordered columns; K and n are read from its shape.
+    Z: (K, Kn) with class-ordered columns, real and finite; K and n are read from its shape.
     """
     check_logits(Z)
     check_positive("lam", lam)
@@ -75,10 +87,7 @@ def forward(params: list, activation: str = "linear") -> list:
 def full_loss(params: list, lam: float, activation: str = "linear") -> float:
     """Deep-UFM loss (1/(Kn)) g(Z) + (lam/2)(||H_1||^2 + sum_l ||W_l||^2), Eq. (1) of the paper."""
     check_positive("lam", lam)
-    if len(params) < 2:
-        raise ValueError(
-            f"params has {len(params)} matrices: need [H_1, W_1, ..., W_L] with L >= 1"
-        )
+    params = check_params(params)
     Z = forward(params, activation)[-1]
     check_logits(Z)
     reg = sum(float(P.double().pow(2).sum()) for P in params)
