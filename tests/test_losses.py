@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dufm.losses import forward, full_loss, mean_cross_entropy, reduced_loss
-from dufm.structures import dnc_logits, factorize, low_rank_logits
+from dufm.structures import dnc_logits, factorize, pair_logits
 
 
 def test_zero_logits_cost_log_K_whatever_n():
@@ -21,7 +21,7 @@ def test_fit_term_is_the_mean_not_the_sum_of_cross_entropies():
     assert float(mean_cross_entropy(Z)) == pytest.approx(per_sample, rel=1e-14)
 
 
-@pytest.mark.parametrize("make", [dnc_logits, low_rank_logits])
+@pytest.mark.parametrize("make", [dnc_logits, pair_logits])
 @pytest.mark.parametrize("L", [1, 2, 3])
 def test_full_loss_of_a_lemma1_point_equals_the_reduced_loss(make, L):
     lam = 0.02

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dufm.structures import dnc_logits, factorize, low_rank_logits
+from dufm.structures import dnc_logits, factorize, pair_logits
 from dufm.validation import check_activation, check_device, check_dtype, check_sizes
 
 
@@ -27,7 +27,7 @@ def test_structures_reject_negative_scale_and_bad_sizes():
     with pytest.raises(ValueError, match=r"scale=-1.0 .*>= 0"):
         dnc_logits(3, 2, -1.0)
     with pytest.raises(ValueError, match="K=1"):
-        low_rank_logits(1, 2, 1.0)
+        pair_logits(1, 2, 1.0)
     with pytest.raises(ValueError, match="d=2"):
         factorize(dnc_logits(3, 2, 1.0), 2, 2)
     with pytest.raises(ValueError, match="L=0"):

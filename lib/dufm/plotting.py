@@ -126,33 +126,3 @@ def _count_label(ax, text: str, xy, color) -> None:
     ax.annotate(
         text, xy, textcoords="offset points", xytext=(5, 3), fontsize="x-small", color=color
     )
-
-
-def html_table(headers, rows, caption: str = ""):
-    """An HTML table (IPython ``HTML``) for a notebook output: rendered by any book renderer.
-
-    ``headers`` is a list of column titles; ``rows`` a list of lists of cell values, shown with
-    ``str`` (format them first). Numbers are right-aligned.
-    """
-    from html import escape
-
-    from IPython.display import HTML
-
-    def cell(value, tag):
-        align = "right" if isinstance(value, int | float) or _numeric(value) else "left"
-        return f'<{tag} style="text-align: {align}">{escape(str(value))}</{tag}>'
-
-    head = "".join(cell(h, "th") for h in headers)
-    body = "".join("<tr>" + "".join(cell(v, "td") for v in row) + "</tr>" for row in rows)
-    title = f"<caption>{escape(caption)}</caption>" if caption else ""
-    return HTML(
-        f'<table class="table">{title}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-    )
-
-
-def _numeric(text) -> bool:
-    try:
-        float(str(text).replace("×", ""))
-    except ValueError:
-        return False
-    return True

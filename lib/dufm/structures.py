@@ -1,7 +1,8 @@
 """The logit structures of the paper and the Lemma-1 factorisation.
 
 - ``dnc_logits``: deep neural collapse, Z = alpha S kron 1_n^T (Definition 2).
-- ``low_rank_logits``: the pair structure of Eq. (5) that beats DNC in Theorem 1.
+- ``pair_logits``: the pair structure of Eq. (5) that beats DNC in Theorem 1.
+- ``logits``: either of them by name (``STRUCTURES``).
 - ``mixture_components``: a restricted simplex on some classes and pairs on the rest (Figure 5).
 - ``factorize``: deep-UFM parameters with the Lemma-1 structure whose product is a given Z.
 """
@@ -13,6 +14,7 @@ import torch
 from .validation import check_int, check_logits, check_nonnegative, check_sizes
 
 DTYPE = torch.float64
+STRUCTURES = ("dnc", "pair")  # the two structures of Theorem 1, one vocabulary for the book
 
 
 def simplex_matrix(K: int, dtype: torch.dtype = DTYPE, device=None) -> torch.Tensor:
@@ -81,7 +83,7 @@ def dnc_logits(K: int, n: int, scale: float) -> torch.Tensor:
     return expand_classes(scale * simplex_matrix(K), n)
 
 
-def low_rank_logits(K: int, n: int, scale: float) -> torch.Tensor:
+def pair_logits(K: int, n: int, scale: float) -> torch.Tensor:
     """Z_LR = scale * B kron 1_n^T, K x Kn float64, the pair structure of Eq. (5), any K >= 2.
 
     Margin 2*scale over the partner class and scale over the others; for odd K the unpaired
@@ -90,6 +92,19 @@ def low_rank_logits(K: int, n: int, scale: float) -> torch.Tensor:
     check_sizes(K=K, n=n)
     check_nonnegative("scale", scale)
     return expand_classes(scale * pair_matrix(K), n)
+
+
+def check_structure(structure: object) -> str:
+    """``structure`` itself if it is one of ``STRUCTURES``, else a ValueError naming it."""
+    if structure not in STRUCTURES:
+        raise ValueError(f"structure={structure!r} is not allowed: must be one of {STRUCTURES}")
+    return structure
+
+
+def logits(structure: str, K: int, n: int, scale: float) -> torch.Tensor:
+    """The logit matrix (K x Kn float64) of a structure named in ``STRUCTURES`` at a scale."""
+    check_structure(structure)
+    return (dnc_logits if structure == "dnc" else pair_logits)(K, n, scale)
 
 
 def random_orthogonal(
