@@ -1,6 +1,11 @@
 """Unit tests of the chapter runner ``dufm.run`` on tiny throwaway notebooks."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import jupytext
@@ -241,3 +246,132 @@ def test_cli_device_shorthand_and_params_file(tmp_path, capsys):
     argv = [str(chapter), "--params", str(tmp_path / "p.yml"), "--device", "meta"]
     assert run.main([*argv, "--out", str(tmp_path / "out")]) == 0
     assert "4 meta" in outputs(tmp_path / "out" / "ch.ipynb")
+
+
+SLEEPY = "import time\nprint('started', flush=True)\ntime.sleep(60)"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_a_run_keeps_the_earlier_result_and_leaves_no_file(tmp_path, signum):
+    chapter = write_chapter(tmp_path, "ch", SLEEPY)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "ch.ipynb").write_text("good")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dufm.run", str(chapter), "--out", str(out_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(out_dir.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the temporary notebook appears once the kernel runs
+    time.sleep(1.0)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    assert f"interrupted ({signal.Signals(signum).name}) in ch; earlier results kept" in err
+    assert "Traceback" not in err
+    assert [p.name for p in out_dir.iterdir()] == ["ch.ipynb"]
+    assert (out_dir / "ch.ipynb").read_text() == "good"
+
+
+def test_temporary_files_of_killed_runs_are_cleared_by_the_next_run(tmp_path):
+    chapter = write_chapter(tmp_path, "ch", "print(a)")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its id now names no process
+    stale = [out_dir / f".ch.{dead.pid}.abc.tmp.ipynb", out_dir / ".ch.x7q2k.tmp.ipynb"]
+    live = out_dir / f".ch.{os.getppid()}.def.tmp.ipynb"  # a running writer's file stays
+    other = out_dir / f".other.{dead.pid}.abc.tmp.ipynb"  # another chapter's stays
+    for path in [*stale, live, other]:
+        path.write_text("{")
+    execute_chapter(chapter, {}, out_dir)
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(["ch.ipynb", live.name, other.name])
+
+
+def test_a_run_prints_no_kernel_log_lines(tmp_path):
+    chapter = write_chapter(tmp_path, "ch", "print(a)")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dufm.run", str(chapter), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "[IPKernelApp]" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr
+
+
+CHECKED = "a = 1\nb = 'x'\n"
+CHECK_CELL = "if a < 1:\n    raise ValueError(f'a={a!r} is not allowed: must be >= 1')"
+
+
+def checked_chapter(folder: Path) -> Path:
+    """A chapter whose cell after ``parameters`` checks ``a`` (as the book's chapters do)."""
+    cells = [
+        nbformat.v4.new_markdown_cell("# ch"),
+        nbformat.v4.new_code_cell(CHECKED, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(CHECK_CELL),
+        nbformat.v4.new_code_cell("assert a < 5, f'a is {a}'\nprint('ran', a)"),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": KERNELSPEC})
+    path = folder / "ch.md"
+    jupytext.write(nb, path, fmt="md:myst")
+    return path
+
+
+def test_a_value_the_chapter_rejects_is_a_usage_error_in_one_line(tmp_path, capsys):
+    chapter = checked_chapter(tmp_path)
+    out = tmp_path / "out"
+    assert run.main([str(chapter), "--out", str(out)]) == 0
+    before = (out / "ch.ipynb").read_bytes()
+    capsys.readouterr()
+    assert run.main([str(chapter), "-p", "a", "0", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: chapter ch: parameter rejected: a=0 is not allowed: must be >= 1"
+    ], err
+    assert "Traceback" not in err and "failing cell" not in err
+    assert [p.name for p in out.iterdir()] == ["ch.ipynb"]  # no partial notebook kept
+    assert (out / "ch.ipynb").read_bytes() == before
+    # a failure after the check is a failed run (status 1) with its partial notebook
+    assert run.main([str(chapter), "-p", "a", "7", "--out", str(out)]) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["ch.failed.ipynb", "ch.ipynb"]
+    assert (out / "ch.ipynb").read_bytes() == before
+
+
+def test_debug_shows_the_traceback_and_the_default_does_not(tmp_path, capsys):
+    chapter = write_chapter(tmp_path, "ch", "pass")
+    (tmp_path / "p.yml").write_text("a: [1\n")
+    argv = [str(chapter), "--params", str(tmp_path / "p.yml"), "--out", str(tmp_path / "o")]
+    assert run.main(argv) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert run.main([*argv, "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "error: " in err
+
+
+def test_missing_chapter_is_named_before_its_parameter_set(tmp_path, capsys):
+    status = run.main([str(tmp_path / "99_nope.md"), "--params", "ci", "--out", str(tmp_path)])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "error: chapter file not found: " in err and "99_nope.md" in err
+    assert "set 'ci'" not in err
+
+
+@pytest.mark.parametrize("case", ["parent_is_a_file", "is_a_file", "read_only"])
+def test_an_out_folder_that_cannot_be_made_is_a_usage_error(tmp_path, capsys, case):
+    chapter = write_chapter(tmp_path, "ch", "pass")
+    (tmp_path / "file").write_text("x")
+    out = {"parent_is_a_file": tmp_path / "file" / "runs", "is_a_file": tmp_path / "file"}.get(
+        case, tmp_path / "ro" / "runs"
+    )
+    if case == "read_only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        (tmp_path / "ro").mkdir(mode=0o555)
+    assert run.main([str(chapter), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and "Traceback" not in err

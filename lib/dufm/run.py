@@ -366,6 +366,8 @@ def _check_cell_index(path: Path) -> int | None:
         cells = nbformat.read(path, as_version=4).cells
     except Exception:  # noqa: BLE001 - an unreadable partial notebook: no usage verdict
         return None
+    marker = "papermill-error-cell-tag"  # cells papermill adds to a failed notebook
+    cells = [c for c in cells if marker not in c.metadata.get("tags", [])]
     tagged = [
         i
         for i, c in enumerate(cells)
