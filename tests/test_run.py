@@ -330,9 +330,9 @@ def test_a_value_the_chapter_rejects_is_a_usage_error_in_one_line(tmp_path, caps
     assert run.main([str(chapter), "-p", "a", "0", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert errors == [
-        "error: chapter ch: parameter rejected: a=0 is not allowed: must be >= 1"
-    ], err
+    assert errors == ["error: chapter ch: parameter rejected: a=0 is not allowed: must be >= 1"], (
+        err
+    )
     assert "Traceback" not in err and "failing cell" not in err
     assert [p.name for p in out.iterdir()] == ["ch.ipynb"]  # no partial notebook kept
     assert (out / "ch.ipynb").read_bytes() == before
