@@ -450,16 +450,17 @@ def execute_chapter(
         stale.unlink(missing_ok=True)
     tmp = new_temp_file(out, prefix, suffix)
     try:
-        papermill.execute_notebook(
-            nb,
-            str(tmp),
-            parameters=parameters,
-            cwd=str(path.resolve().parent),
-            kernel_name=kernel_name,
-            progress_bar=False,
-            log_output=True,
-            extra_arguments=_kernel_arguments(kernel_name),
-        )
+        with _records_in(out / "records"):
+            papermill.execute_notebook(
+                nb,
+                str(tmp),
+                parameters=parameters,
+                cwd=str(path.resolve().parent),
+                kernel_name=kernel_name,
+                progress_bar=False,
+                log_output=True,
+                extra_arguments=_kernel_arguments(kernel_name),
+            )
     except Exception as err:
         _keep_partial(tmp, failed)
         raise _chapter_error(path.stem, err, failed if failed.exists() else None) from None
@@ -469,6 +470,20 @@ def execute_chapter(
     os.replace(tmp, final)
     failed.unlink(missing_ok=True)
     return final
+
+
+@contextlib.contextmanager
+def _records_in(folder: Path):
+    """The chapter's scorecard records go to ``folder`` (``<out>/records``), not to the book's
+    ``_build/records``, unless the user set ``$DUFM_RECORDS`` (see ``dufm.scorecard``)."""
+    if os.environ.get("DUFM_RECORDS"):
+        yield
+        return
+    os.environ["DUFM_RECORDS"] = str(folder.resolve())
+    try:
+        yield
+    finally:
+        del os.environ["DUFM_RECORDS"]
 
 
 def _keep_partial(tmp: Path, failed: Path) -> None:
