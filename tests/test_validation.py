@@ -94,3 +94,13 @@ def test_an_unavailable_accelerator_is_a_value_error():
             check_device("mps")
     with pytest.raises(ValueError, match="device='cuda:7'"):
         check_device("cuda:7")
+
+
+def test_check_each_names_the_parameter_by_its_keyword():
+    from dufm.validation import check_each, check_real
+
+    check_each(check_int, 1, steps=3, snapshots=np.int64(2))
+    with pytest.raises(ValueError, match=r"search_steps=100.0 is not allowed: must be an integer"):
+        check_each(check_int, 1, search_starts=4, search_steps=100.0)
+    with pytest.raises(ValueError, match=r"lam_ii_power=nan is not allowed: must be a finite"):
+        check_each(check_real, lam_ii_power=float("nan"))

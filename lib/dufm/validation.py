@@ -99,6 +99,19 @@ def check_number_list(name: str, value: object, min_len: int = 1, positive: bool
     return [_real(f"{name}[{i}]", v, "must be a finite number") for i, v in enumerate(value)]
 
 
+def check_real(name: str, value: object) -> float:
+    """Check that ``value`` is a finite real number (any sign, e.g. an exponent); return it."""
+    return _real(name, value, "must be a finite number")
+
+
+def check_each(check, *args, **values) -> None:
+    """Apply ``check(name, value, *args)`` to every keyword: one line checks a chapter's
+    parameters of one kind by their own names, e.g. ``check_each(check_int, 1, steps=steps)``.
+    Used by the parameter checks of every chapter."""
+    for name, value in values.items():
+        check(name, value, *args)
+
+
 def check_bool(name: str, value: object) -> bool:
     """Check that ``value`` is True or False (not 1, not "yes")."""
     if not _is_bool(value):
