@@ -143,7 +143,7 @@ RUNNER = [
         r"chapter ch: parameter rejected: a=0 is not allowed: must be an integer >= 1",
     ),
     (
-        "a YAML 1.1 octal that is 10 in YAML 1.2, rejected by the chapter",
+        "a YAML 1.1 octal (1.2: decimal)",
         lambda: ["-p", "a", "-010"],
         r"chapter ch: parameter rejected: a=-10 is not allowed",
     ),
@@ -236,7 +236,7 @@ LIBRARY = [
         r"Z.shape=\(3, 7\) is not allowed: the column count must be a positive multiple of K",
     ),
     (
-        "params that do not chain",
+        "parameters that do not chain",
         lambda: full_loss(_bad_params(), 0.1),
         r"params\[1\].shape=\(4, 5\) is not allowed after params\[0\].shape=\(4, 6\)",
     ),
@@ -261,7 +261,7 @@ LIBRARY = [
         r"params\[0\] is not allowed: 1 of its 24 entries are NaN or infinite",
     ),
     (
-        "a number where a list is needed (Ks=4)",
+        "a number where a list is needed",
         lambda: check_int_list("Ks", 4, 3),
         r"Ks=4 is not allowed: must be a list of integers >= 3",
     ),
@@ -308,5 +308,22 @@ def test_library_bad_input_is_a_value_error_naming_the_argument(
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
-def test_the_table_has_at_least_25_kinds_of_bad_input():
-    assert len(RUNNER) + len(LIBRARY) + 6 >= 25  # + the six of test_runner_other_usage_errors
+def readme_table() -> dict:
+    """{bad input: message} of the table in README.md, "Reliability" (backticks dropped)."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("### Reliability", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 4 and cells[0] not in ("Bad input", "---"):
+            rows[cells[0].replace("`", "")] = cells[3].strip("`").replace("\\|", "|")
+    return rows
+
+
+def test_the_readme_table_shows_the_messages_the_tests_check():
+    rows = readme_table()
+    assert len(rows) >= 25
+    for kind, _, message in RUNNER + LIBRARY:
+        assert kind.replace("`", "") in rows, f"README lacks the row {kind!r}"
+        shown = rows[kind.replace("`", "")].removeprefix("error: ")
+        assert re.search(message, shown), f"README row {kind!r}: {shown!r} !~ {message!r}"
