@@ -1,6 +1,7 @@
 """Unit tests of the chapter runner ``dufm.run`` on tiny throwaway notebooks."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -202,11 +203,17 @@ def test_parse_value_reads_yaml_scalars(text, value):
         ("1_000", "1_000"),  # YAML 1.1: 1000
         ("2026-01-02", "2026-01-02"),  # YAML 1.1: a date
         (".inf", float("inf")),
+        ("-.Inf", -float("inf")),
+        ("inf", "inf"),  # a string: the chapter's check then rejects it by name
         ("[010, 1e-3, True]", [10, 1e-3, True]),
     ],
 )
 def test_parse_value_follows_the_yaml_1_2_core_schema(text, value):
     assert parse_value(text) == value and type(parse_value(text)) is type(value)
+
+
+def test_parse_value_reads_yaml_nan():
+    assert math.isnan(parse_value(".NaN")) and math.isnan(parse_value(".nan"))
 
 
 def test_unparseable_value_names_the_parameter():

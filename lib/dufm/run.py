@@ -150,7 +150,8 @@ def _core_scalar(kind):
                 digits = text.lstrip("+-")
                 base = {"0o": 8, "0x": 16}.get(digits[:2], 10)
                 return sign * int(digits[2:] if base != 10 else digits, base)
-            return float(text.replace(".inf", "inf").replace(".Inf", "inf").replace(".INF", "inf"))
+            special = text.lower().replace(".inf", "inf").replace(".nan", "nan")
+            return float(special if special.lstrip("+-") in ("inf", "nan") else text)
         except ValueError:
             raise yaml.constructor.ConstructorError(
                 None, None, f"{text!r} is not a YAML {kind}", node.start_mark
@@ -197,7 +198,7 @@ def parse_value(text: str, name: str | None = None) -> Any:
     except yaml.YAMLError as err:
         label = f"-p {name} {text!r}" if name else repr(text)
         raise ValueError(f"{label} is not a valid YAML value: {_yaml_problem(err)}") from None
-    return text if value is None and text.strip() not in ("null", "~", "None") else value
+    return text if value is None and text.strip() not in ("null", "Null", "NULL", "~") else value
 
 
 # --- chapters and parameter sets ---------------------------------------------------------------
