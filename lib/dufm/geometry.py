@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .losses import forward, mean_cross_entropy
+from .losses import forward, mean_cross_entropy, regulariser
 from .validation import check_activation, check_positive
 
 
@@ -40,7 +40,8 @@ def loss_hessian(params: list, lam: float, activation: str = "linear") -> torch.
     flat, unflatten = flatten(params)
 
     def loss(x):
-        return mean_cross_entropy(forward(unflatten(x), activation)[-1]) + 0.5 * lam * x.dot(x)
+        params = unflatten(x)
+        return mean_cross_entropy(forward(params, activation)[-1]) + lam * regulariser(params)
 
     return torch.autograd.functional.hessian(loss, flat, vectorize=True)
 

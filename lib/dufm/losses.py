@@ -41,18 +41,29 @@ def mean_cross_entropy(Z: torch.Tensor) -> torch.Tensor:
     return (torch.logsumexp(Z, dim=-2) - true).mean(dim=-1)
 
 
+def exact_singular_values(A: torch.Tensor) -> torch.Tensor:
+    """Singular values of A (..., m, n), descending, with rounding residues set to exact zeros.
+
+    The library's one cut-off for "this singular value is zero": below the rounding level
+    max(m, n) * eps * s_max of A's dtype. Roots s^{2/(L+1)} of the Schatten term and of the
+    Lemma-1 factorisation would otherwise turn a 1e-15 residue into a 3e-8 loss term or a 1e-6
+    entry of every factor. (The numerical rank of a *trained* solution, which is only near a
+    structure, is ``dufm.metrics.numerical_rank``.)
+    """
+    s = torch.linalg.svdvals(A)
+    floor = max(A.shape[-2:]) * torch.finfo(A.dtype).eps * s.amax(dim=-1, keepdim=True)
+    return torch.where(s > floor, s, torch.zeros_like(s))
+
+
 def schatten_regulariser(Z: torch.Tensor, lam: float, L: int) -> torch.Tensor:
     """(lam/2)(L+1) sum_i s_i(Z)^{2/(L+1)}: least regulariser over factorisations of Z (Lemma 1).
 
-    Singular values below the rounding level max(K, Kn) * eps * s_max are taken as exact zeros:
-    the root s^{2/(L+1)} would otherwise turn a 1e-15 rounding residue into a 3e-8 loss term.
+    Singular values at rounding level are exact zeros (``exact_singular_values``).
     """
     check_logit_shape(Z)
     check_positive("lam", lam)
     check_int("L", L, 1)
-    s = torch.linalg.svdvals(Z)
-    floor = max(Z.shape[-2:]) * torch.finfo(Z.dtype).eps * s.amax(dim=-1, keepdim=True)
-    s = torch.where(s > floor, s, torch.zeros_like(s))
+    s = exact_singular_values(Z)
     return 0.5 * lam * (L + 1) * s.pow(2.0 / (L + 1)).sum(dim=-1)
 
 
@@ -84,11 +95,16 @@ def forward(params: list, activation: str = "linear") -> list:
     return feats
 
 
+def regulariser(params: list) -> torch.Tensor:
+    """(1/2)(||H_1||^2 + sum_l ||W_l||^2), float64 and differentiable: the weight-decay term of
+    Eq. (1) divided by lam. Works on batched parameters (leading dimensions are kept)."""
+    return 0.5 * sum(P.double().pow(2).sum(dim=(-2, -1)) for P in params)
+
+
 def full_loss(params: list, lam: float, activation: str = "linear") -> float:
     """Deep-UFM loss (1/(Kn)) g(Z) + (lam/2)(||H_1||^2 + sum_l ||W_l||^2), Eq. (1) of the paper."""
     check_positive("lam", lam)
     params = check_params(params)
     Z = forward(params, activation)[-1]
     check_logits(Z)
-    reg = sum(float(P.double().pow(2).sum()) for P in params)
-    return float(mean_cross_entropy(Z.double())) + 0.5 * lam * reg
+    return float(mean_cross_entropy(Z.double())) + lam * float(regulariser(params))
