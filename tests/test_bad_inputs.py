@@ -189,6 +189,10 @@ def test_runner_other_usage_errors(place, capsys):
     assert info.value.code == 2
     assert "unrecognized arguments: --stepz" in capsys.readouterr().err
     assert [p.name for p in Path("out").iterdir()] == ["ch.ipynb"]
+    (Path("out2") / "ch.ipynb").mkdir(parents=True)  # a folder where the result would go
+    assert run.main(["ch.md", "--out", "out2"]) == 2
+    assert "out2/ch.ipynb is a folder, not a notebook" in capsys.readouterr().err
+    assert [p.name for p in Path("out2").iterdir()] == ["ch.ipynb"]
 
 
 # (kind of bad input, the call, the start of the ValueError's message)

@@ -446,6 +446,9 @@ def execute_chapter(
     except OSError as err:
         raise ValueError(f"--out {out} cannot be created: {err.strerror}") from None
     final, failed = out / f"{path.stem}.ipynb", out / f"{path.stem}.failed.ipynb"
+    for target in (final, failed):
+        if target.is_dir():
+            raise ValueError(f"--out {out} is not allowed: {target} is a folder, not a notebook")
     prefix, suffix = f".{path.stem}.", ".tmp.ipynb"
     for stale in stale_temp_files(out, prefix, suffix):
         stale.unlink(missing_ok=True)
@@ -468,7 +471,10 @@ def execute_chapter(
     except BaseException:  # KeyboardInterrupt, SIGTERM, SystemExit: drop the half-written file
         tmp.unlink(missing_ok=True)
         raise
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after a successful replace; never left behind
     failed.unlink(missing_ok=True)
     return final
 
