@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jupytext
 import pytest
+import torch
 
 from dufm.run import (
     ChapterError,
@@ -113,3 +114,23 @@ def test_the_cell_after_parameters_checks_every_parameter_by_name(chapter):
         and name not in UNUSED_PARAMETERS.get(chapter.stem, ())
     ]
     assert not unchecked, f"{chapter.stem}: the cell after `parameters` never names {unchecked}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+@pytest.mark.parametrize("set_name", ["book", "ci", "paper"])
+def test_every_parameter_set_passes_the_chapters_own_check(chapter, set_name, monkeypatch):
+    """The cells up to the check cell (imports, parameters, the set's values, the check) run
+    in this process: a set the chapter would reject fails here, in seconds."""
+    nb = jupytext.read(chapter)
+    (index,) = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    cells = [c.source for c in nb.cells[: index + 2] if c.cell_type == "code"]
+    namespace: dict = {}
+    threads = torch.get_num_threads()
+    monkeypatch.chdir(chapter.parent)
+    try:
+        for source in cells[:-1]:
+            exec(compile(source, str(chapter), "exec"), namespace)
+        namespace.update(parameter_set(chapter, set_name))
+        exec(compile(cells[-1], str(chapter), "exec"), namespace)
+    finally:
+        torch.set_num_threads(threads)  # the check cell sets the chapter's thread count
