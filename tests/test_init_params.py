@@ -23,7 +23,7 @@ def test_fixed_output_init_has_the_same_output_scale_at_every_width(L):
     scale = 1.3
     stds = [initial_output_std(K, n, L, d, "fixed_output", scale, SEEDS) for d in WIDTHS]
     for d, std in zip(WIDTHS, stds, strict=True):
-        assert std == pytest.approx(scale ** (L + 1), rel=0.03), (d, std)
+        assert std == pytest.approx(scale**L, rel=0.03), (d, std)
     assert max(stds) / min(stds) < 1.03, stds
 
 
@@ -50,7 +50,7 @@ def test_each_scheme_draws_H1_then_every_W_from_the_run_seed_at_its_stated_scale
     params = [P[0] for P in init_params(K, n, L, [run], init)]
     gen = torch.Generator().manual_seed(seed)
     w_std = scale if init == "normal" else scale / math.sqrt(d)
-    h_std = scale if init == "fixed_output" else w_std
+    h_std = 1.0 if init == "fixed_output" else w_std
     shapes = [(d, K * n)] + [(d, d)] * (L - 1) + [(K, d)]
     for j, (P, shape) in enumerate(zip(params, shapes, strict=True)):
         expected = torch.randn(*shape, generator=gen, dtype=torch.float64)
@@ -68,6 +68,18 @@ def test_fixed_output_run_starts_the_same_alone_and_padded_in_a_wider_batch():
         outside[:rows, :cols] = 0
         assert not outside.any()  # zero padding outside its own block
     torch.testing.assert_close(forward([P[1:] for P in batch])[-1], forward(alone)[-1])
+
+
+def test_fixed_output_with_gain_sqrt_d0_draws_the_normal_init_at_width_d0():
+    L, d0 = 2, 70
+    runs = make_runs(range(4), d0, 1.0, 1e-3, 0.5)
+    gained = make_runs(range(4), d0, math.sqrt(d0), 1e-3, 0.5)
+    for P, Q in zip(
+        init_params(K, n, L, runs, "normal"),
+        init_params(K, n, L, gained, "fixed_output"),
+        strict=True,
+    ):
+        torch.testing.assert_close(Q, P, rtol=0, atol=0)
 
 
 def test_init_params_rejects_an_unknown_scheme_by_name():

@@ -107,15 +107,14 @@ def predicted_initial_output_std(L: int, d: int, init: str, init_scale: float) -
     implies at width d (chapter 5's width control), with s = init_scale: each entry of
     Z = W_L ... W_1 H_1 is a sum over d^L paths of products of L + 1 independent entries, so its
     variance is d^L times the product of the entries' variances: s^(L+1) d^(L/2) for "normal",
-    s^(L+1) d^(-1/2) for "fan_in" and s^(L+1) at every width for "fixed_output"."""
+    s^(L+1) d^(-1/2) for "fan_in" and s^L at every width for "fixed_output" (H_1 at unit scale)."""
     check_sizes(L=L, d=d)
     check_nonnegative("init_scale", init_scale)
     if init not in INIT_SCHEMES:
         raise ValueError(f"init={init!r} is not allowed: must be one of {INIT_SCHEMES}")
-    return (
-        init_scale ** (L + 1)
-        * {"normal": d ** (L / 2), "fan_in": d**-0.5, "fixed_output": 1.0}[init]
-    )
+    s = init_scale
+    return {"normal": s ** (L + 1) * d ** (L / 2), "fan_in": s ** (L + 1) / d**0.5,
+            "fixed_output": s**L}[init]  # fmt: skip
 
 
 # --- a sweep's grid points, ladder and trends (Figures 2 and 5; chapter 5) ----------------------

@@ -148,9 +148,11 @@ def init_params(K: int, n: int, L: int, runs: list, init: str = "normal") -> lis
     With s = init_scale: ``init="normal"``: every entry N(0, s^2), so the initial output Z has
     entries of standard deviation s^(L+1) d^(L/2); ``"fan_in"``: every entry, H_1's included,
     N(0, s^2 / d_i), so Z's entries have standard deviation s^(L+1) d^(-1/2);
-    ``"fixed_output"``: H_1's entries N(0, s^2) and W_l's N(0, s^2 / d_i), so Z's entries have
-    variance exactly s^(2(L+1)) at every width (each of the d^L paths through the product
-    contributes s^2 (s^2 / d)^L), the width control of chapter 5.
+    ``"fixed_output"``: H_1's entries N(0, 1) (the features at a fixed per-entry scale) and
+    W_l's N(0, s^2 / d_i) (fan-in scale with gain s), so Z's entries have variance exactly s^(2L)
+    at every width (each of the d^L paths through the product contributes (s^2 / d)^L); with
+    s = sqrt(d_0) it draws, at d = d_0, the same numbers as ``"normal"`` with s = 1 (the width
+    control of chapter 5).
     """
     if init not in INIT_SCHEMES:
         raise ValueError(f"init={init!r} is not allowed: must be one of {INIT_SCHEMES}")
@@ -160,7 +162,7 @@ def init_params(K: int, n: int, L: int, runs: list, init: str = "normal") -> lis
     for i, run in enumerate(runs):
         gen = torch.Generator().manual_seed(run.seed)
         w_std = run.init_scale / (1.0 if init == "normal" else math.sqrt(run.d))  # W_1 .. W_L
-        h_std = run.init_scale if init == "fixed_output" else w_std  # H_1
+        h_std = 1.0 if init == "fixed_output" else w_std  # H_1
         stds = [h_std] + [w_std] * L
         own = [(run.d, N)] + [(run.d, run.d)] * (L - 1) + [(K, run.d)]
         for P, (rows, cols), s in zip(params, own, stds, strict=True):
