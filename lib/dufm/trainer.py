@@ -49,7 +49,7 @@ from .validation import (
     check_sizes,
 )
 
-INIT_SCHEMES = ("normal", "fan_in")
+INIT_SCHEMES = ("normal", "fan_in", "fixed_output")
 ON_DIVERGENCE = ("raise", "record")
 SHOWN_RUNS = 3  # diverged runs a DivergenceError describes one by one
 
@@ -148,10 +148,18 @@ def make_runs(seeds, d, init_scale, lam, lr) -> list:
 
 
 def init_params(K: int, n: int, L: int, runs: list, init: str = "normal") -> list:
-    """Stacked float64 CPU initialisation, zero-padded to the largest width.
+    """Stacked float64 CPU initialisation [H_1 (R, d, Kn), W_1 .. W_{L-1} (R, d, d), W_L (R, K, d)],
+    zero-padded to the largest width d (Figures 1, 2 and 5; chapters 1 and 5).
 
     Run i draws from its own generator (seed_i), so it starts identically alone or in any batch.
-    ``init="normal"``: entries N(0, init_scale^2); ``"fan_in"``: N(0, init_scale^2 / d_i).
+    With s = init_scale: ``init="normal"``: every entry N(0, s^2), so the initial output Z has
+    entries of standard deviation s^(L+1) d^(L/2); ``"fan_in"``: every entry, H_1's included,
+    N(0, s^2 / d_i), so Z's entries have standard deviation s^(L+1) d^(-1/2);
+    ``"fixed_output"``: H_1's entries N(0, 1) (the features at a fixed per-entry scale) and
+    W_l's N(0, s^2 / d_i) (fan-in scale with gain s), so Z's entries have variance exactly s^(2L)
+    at every width (each of the d^L paths through the product contributes (s^2 / d)^L); with
+    s = sqrt(d_0) it draws, at d = d_0, the same numbers as ``"normal"`` with s = 1 (the width
+    control of chapter 5).
     """
     if init not in INIT_SCHEMES:
         raise ValueError(f"init={init!r} is not allowed: must be one of {INIT_SCHEMES}")
@@ -160,10 +168,12 @@ def init_params(K: int, n: int, L: int, runs: list, init: str = "normal") -> lis
     params = [torch.zeros((R, *shape), dtype=torch.float64) for shape in shapes]
     for i, run in enumerate(runs):
         gen = torch.Generator().manual_seed(run.seed)
-        std = run.init_scale / (math.sqrt(run.d) if init == "fan_in" else 1.0)
+        w_std = run.init_scale / (1.0 if init == "normal" else math.sqrt(run.d))  # W_1 .. W_L
+        h_std = 1.0 if init == "fixed_output" else w_std  # H_1
+        stds = [h_std] + [w_std] * L
         own = [(run.d, N)] + [(run.d, run.d)] * (L - 1) + [(K, run.d)]
-        for P, (rows, cols) in zip(params, own, strict=True):
-            P[i, :rows, :cols] = torch.randn(rows, cols, generator=gen, dtype=torch.float64) * std
+        for P, (rows, cols), s in zip(params, own, stds, strict=True):
+            P[i, :rows, :cols] = torch.randn(rows, cols, generator=gen, dtype=torch.float64) * s
     return params
 
 
