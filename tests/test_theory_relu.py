@@ -234,7 +234,7 @@ def test_relu_step_matches_autograd(L):
 def test_batched_relu_runs_equal_the_same_runs_trained_one_at_a_time():
     K, n, L, d, lam = 4, 2, 3, 6, 0.01
     seeds, scales = [0, 1, 2, 3], [0.3, 0.3, 1.0, 1.0]
-    kwargs = dict(steps=200, lr=0.3, activation="relu", progress=False, record_every=50)
+    kwargs = dict(steps=100, lr=0.3, activation="relu", progress=False, record_every=50)
     batched = train(K, n, L, d, lam, seeds=seeds, init_scale=scales, **kwargs)
     for i, (seed, scale) in enumerate(zip(seeds, scales, strict=True)):
         alone = train(K, n, L, d, lam, seeds=[seed], init_scale=scale, **kwargs)
