@@ -217,7 +217,7 @@ def test_gradient_descent_from_a_dnc_point_converges_to_the_head_dnc_bound():
     assert torch.allclose(M, M[0, 0] * S / S[0, 0], atol=1e-9), "the logits left the DNC structure"
     assert float(loss.detach()) == pytest.approx(bound, rel=1e-8)
     assert float(M[0, 0] - M[1, 0]) == pytest.approx(alpha, rel=1e-5)  # the margin is alpha
-    assert structure_fit("dnc", K, alpha) < float(loss)
+    assert structure_fit("dnc", K, alpha) < float(loss.detach())
 
 
 def test_the_equal_decay_formula_would_miss_the_trained_dnc_loss():

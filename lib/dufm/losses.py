@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from .validation import check_activation, check_int, check_logits, check_positive
+from .validation import (
+    check_activation,
+    check_int,
+    check_logit_shape,
+    check_logits,
+    check_params,
+    check_positive,
+)
 
 
 def class_labels(K: int, n: int, device=None) -> torch.Tensor:
@@ -25,7 +32,9 @@ def mean_cross_entropy(Z: torch.Tensor) -> torch.Tensor:
     """(1/(Kn)) g(Z): mean over columns of -log softmax(z)_class, class-ordered columns.
 
     Z may carry leading batch dimensions: shape (..., K, Kn); the result has shape (...).
+    Only the shape and dtype are checked (no data access: it runs inside autograd and loops).
     """
+    check_logit_shape(Z)
     K, N = Z.shape[-2:]
     labels = class_labels(K, N // K, device=Z.device)
     true = Z[..., labels, torch.arange(N, device=Z.device)]
@@ -51,6 +60,9 @@ def schatten_regulariser(Z: torch.Tensor, lam: float, L: int) -> torch.Tensor:
 
     Singular values at rounding level are exact zeros (``exact_singular_values``).
     """
+    check_logit_shape(Z)
+    check_positive("lam", lam)
+    check_int("L", L, 1)
     s = exact_singular_values(Z)
     return 0.5 * lam * (L + 1) * s.pow(2.0 / (L + 1)).sum(dim=-1)
 
@@ -58,7 +70,7 @@ def schatten_regulariser(Z: torch.Tensor, lam: float, L: int) -> torch.Tensor:
 def reduced_loss(Z: torch.Tensor, lam: float, L: int) -> float:
     """Reduced loss Lred_L(Z) = (1/(Kn)) g(Z) + (lam/2)(L+1) sum_i s_i(Z)^{2/(L+1)} (Lemma 1).
 
-    Z: (K, Kn) with class-ordered columns; K and n are read from its shape.
+    Z: (K, Kn) with class-ordered columns, real and finite; K and n are read from its shape.
     """
     check_logits(Z)
     check_positive("lam", lam)
@@ -92,10 +104,7 @@ def regulariser(params: list) -> torch.Tensor:
 def full_loss(params: list, lam: float, activation: str = "linear") -> float:
     """Deep-UFM loss (1/(Kn)) g(Z) + (lam/2)(||H_1||^2 + sum_l ||W_l||^2), Eq. (1) of the paper."""
     check_positive("lam", lam)
-    if len(params) < 2:
-        raise ValueError(
-            f"params has {len(params)} matrices: need [H_1, W_1, ..., W_L] with L >= 1"
-        )
+    params = check_params(params)
     Z = forward(params, activation)[-1]
     check_logits(Z)
     return float(mean_cross_entropy(Z.double())) + lam * float(regulariser(params))
