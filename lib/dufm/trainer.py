@@ -39,6 +39,7 @@ from tqdm import tqdm
 from .losses import class_labels, forward
 from .validation import (
     check_activation,
+    check_class_sizes,
     check_device,
     check_dtype,
     check_int,
@@ -84,6 +85,7 @@ class TrainResult:
     steps_done: int
     converged: bool
     stop_reason: str = field(default="")
+    class_sizes: list | None = None
 
     def run_params(self, i: int) -> list:
         """Run i's matrices [H_1, W_1, ..., W_L] cropped to its own width, float64 on the CPU."""
@@ -140,15 +142,17 @@ def make_runs(seeds, d, init_scale, lam, lr) -> list:
     return runs
 
 
-def init_params(K: int, n: int, L: int, runs: list, init: str = "normal") -> list:
+def init_params(K: int, n, L: int, runs: list, init: str = "normal", class_sizes=None) -> list:
     """Stacked float64 CPU initialisation, zero-padded to the largest width.
 
     Run i draws from its own generator (seed_i), so it starts identically alone or in any batch.
     ``init="normal"``: entries N(0, init_scale^2); ``"fan_in"``: N(0, init_scale^2 / d_i).
+    H_1 has N = Kn columns, or N = sum n_c with ``class_sizes`` (then ``n`` is unused).
     """
     if init not in INIT_SCHEMES:
         raise ValueError(f"init={init!r} is not allowed: must be one of {INIT_SCHEMES}")
-    R, N, dmax = len(runs), K * n, max(r.d for r in runs)
+    N = K * n if class_sizes is None else sum(class_sizes)
+    R, dmax = len(runs), max(r.d for r in runs)
     shapes = [(dmax, N)] + [(dmax, dmax)] * (L - 1) + [(K, dmax)]
     params = [torch.zeros((R, *shape), dtype=torch.float64) for shape in shapes]
     for i, run in enumerate(runs):
@@ -468,6 +472,7 @@ def train(
     progress: bool = True,
     params: list | None = None,
     compile: bool = False,
+    class_sizes=None,
 ) -> TrainResult:
     """Full-batch gradient descent on the deep UFM for R runs at once (Figures 1, 2, 5, 6).
 
@@ -480,8 +485,13 @@ def train(
     through ``torch.compile`` (falling back to eager, with a warning, where it fails; slower than
     eager on the CPU). On the CPU a batch of several cache-sized blocks trains on
     ``torch.get_num_threads()`` worker threads, with ``torch.set_num_threads(1)`` while it runs
-    (restored afterwards).
+    (restored afterwards). ``class_sizes`` (Appendix A, chapter 10): K class sizes n_1..n_K
+    instead of n per class (pass n=None); they change only the targets and the 1/N of the fit.
     """
+    if class_sizes is not None:
+        if n is not None:
+            raise ValueError(f"n={n!r} is not allowed with class_sizes: pass n=None")
+        class_sizes = check_class_sizes(class_sizes, K=K)
     check_sizes(K=K, n=n, L=L)
     check_activation(activation)
     check_int("steps", steps, 0)
@@ -495,9 +505,10 @@ def train(
     for run in runs:
         check_sizes(K=K, d=run.d)
     if params is None:
-        params = init_params(K, n, L, runs, init)
+        params = init_params(K, n, L, runs, init, class_sizes)
     params = [P.to(device=dev, dtype=dt, copy=True).contiguous() for P in params]
-    targets = torch.nn.functional.one_hot(class_labels(K, n), K).T.to(device=dev, dtype=dt)
+    labels = class_labels(K, n if class_sizes is None else class_sizes)
+    targets = torch.nn.functional.one_hot(labels, K).T.to(device=dev, dtype=dt)
 
     workers = _workers(params, dev, compile)
     record_steps, history = [], []
@@ -543,6 +554,7 @@ def train(
         steps_done=step,
         converged=converged,
         stop_reason=reason,
+        class_sizes=class_sizes,
     )
 
 

@@ -6,11 +6,23 @@
 - ``superiority``: Definition 3 and Theorem 2 (diagonal superiority, q_K, the rank ordering with
   depth); chapter 3.
 - ``optimum``: Theorem 3 (the global optimum of the reduced loss and its rank); chapter 4.
+- ``imbalanced``: Theorems A1-A3 (unequal class sizes: STEP sizes, the SEL matrix, the
+  single-layer minimiser, generalised DNC against the best low-rank matrix); chapter 10.
 
 Every public name is re-exported here, so ``dufm.theory.optimal_scale`` and the like work.
 """
 
 from ..structures import STRUCTURES
+from .imbalanced import (
+    best_low_rank,
+    generalised_dnc_losses,
+    normalised_distance,
+    sel_matrix,
+    step_class_sizes,
+    ufm_minimiser,
+    ufm_optimality_residual,
+    wins_from,
+)
 from .optimum import OptimumSearch, schatten_prox, search_global_optimum, zero_comparison_bound
 from .scales import (
     GRID_POINTS,
@@ -40,16 +52,21 @@ __all__ = [
     "GRID_POINTS",
     "STRUCTURES",
     "OptimumSearch",
+    "best_low_rank",
     "circle_gram",
     "column_margins",
     "critical_scales",
+    "generalised_dnc_losses",
     "is_diagonally_superior",
     "max_margin_search",
+    "normalised_distance",
     "optimal_matrix_scale",
     "optimal_mixture",
     "optimal_scale",
     "schatten_prox",
     "search_global_optimum",
+    "sel_matrix",
+    "step_class_sizes",
     "structure_fit",
     "structure_loss",
     "structure_regulariser",
@@ -60,5 +77,8 @@ __all__ = [
     "theorem2_L0",
     "theorem2_gamma",
     "theorem2_regulariser_holds",
+    "ufm_minimiser",
+    "ufm_optimality_residual",
+    "wins_from",
     "zero_comparison_bound",
 ]
