@@ -205,3 +205,13 @@ def test_train_rejects_n_together_with_class_sizes_and_bad_sizes():
         train(4, 3, 2, 5, 0.1, seeds=[0], steps=1, class_sizes=SIZES, progress=False)
     with pytest.raises(ValueError, match="class_sizes"):
         train(4, None, 2, 5, 0.1, seeds=[0], steps=1, class_sizes=[6, 6, 2], progress=False)
+
+
+def test_class_means_with_class_sizes_average_each_block():
+    from dufm.metrics import class_means
+
+    M = torch.tensor([[1.0, -2.0, 0.5, 3.0], [0.0, 1.0, 2.0, -1.0]], dtype=torch.float64)
+    H = expand_classes(M, SIZES) + 0.0
+    H[:, 0] += 1.0
+    H[:, 1] -= 1.0  # class 0's columns still average to its mean
+    assert torch.allclose(class_means(H, 4, SIZES), M, atol=1e-15)
