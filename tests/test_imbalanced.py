@@ -1,11 +1,14 @@
 """Imbalanced classes (Appendix A, Theorems A1-A3): sizes, the SEL matrix, the single-layer
 minimiser, the class-size options of the optimum search and of the trainer."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from dufm import theory
 from dufm.losses import class_labels, full_loss, reduced_loss_imbalanced
+from dufm.run import ChapterError, execute_chapter, parameter_set
 from dufm.structures import expand_classes, simplex_matrix
 from dufm.trainer import init_params, make_runs, train
 
@@ -215,3 +218,26 @@ def test_class_means_with_class_sizes_average_each_block():
     H[:, 0] += 1.0
     H[:, 1] -= 1.0  # class 0's columns still average to its mean
     assert torch.allclose(class_means(H, 4, SIZES), M, atol=1e-15)
+
+
+# --- the chapter stops on a bad parameter before computing ---------------------------------------
+
+CHAPTER = Path(__file__).resolve().parents[1] / "chapters" / "10_imbalanced.md"
+
+
+@pytest.mark.chapters
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("imbalances", [[4, 1.5]], "rho=1.5 is not allowed"),
+        ("imbalances", [[0.5, 0.5]], "R=0.5 is not allowed"),
+        ("n_min", 0, "n_min=0 is not allowed"),
+        ("K", 1, "K=1 is not allowed"),
+        ("gd_lam", 0.0, "gd_lam=0.0 is not allowed"),
+        ("gd_L", 0, "gd_L=0 is not allowed"),
+    ],
+)
+def test_chapter_10_stops_on_a_bad_parameter_naming_it(name, value, message, tmp_path):
+    with pytest.raises(ChapterError, match=message):
+        execute_chapter(CHAPTER, {**parameter_set(CHAPTER, "ci"), name: value}, tmp_path)
+    assert not (tmp_path / "10_imbalanced.ipynb").exists()
