@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from dufm.losses import forward, full_loss, mean_cross_entropy, reduced_loss, schatten_regulariser
+from dufm.losses import (
+    forward,
+    full_loss,
+    mean_cross_entropy,
+    reduced_loss,
+    reduced_loss_imbalanced,
+    schatten_regulariser,
+)
 from dufm.structures import dnc_logits, factorize, pair_logits
 
 
@@ -100,3 +107,66 @@ def test_regulariser_and_cross_entropy_check_their_arguments():
         mean_cross_entropy(torch.zeros(3, 7, dtype=torch.float64))
     batch = torch.stack([Z, 2 * Z])  # leading batch dimensions stay allowed
     assert mean_cross_entropy(batch).shape == (2,)
+
+
+# --- unequal class sizes (Appendix A) ------------------------------------------------------------
+
+SIZES = [3, 1, 2, 5]
+
+
+def _random_logits(sizes, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(len(sizes), sum(sizes), generator=gen, dtype=torch.float64)
+
+
+def test_fit_with_class_sizes_is_the_mean_cross_entropy_of_the_sized_labels():
+    Z = _random_logits(SIZES)
+    labels = torch.tensor([c for c, size in enumerate(SIZES) for _ in range(size)])
+    expected = float(torch.nn.functional.cross_entropy(Z.T, labels))
+    assert float(mean_cross_entropy(Z, SIZES)) == pytest.approx(expected, rel=1e-14)
+
+
+@pytest.mark.parametrize("L", [1, 2, 3])
+def test_reduced_loss_imbalanced_equals_the_full_loss_at_a_lemma1_factorisation(L):
+    lam, Z = 0.03, 2.0 * _random_logits(SIZES, seed=L)
+    params = factorize(Z, L, 6, seed=1)
+    assert torch.allclose(forward(params)[-1], Z, atol=1e-12)
+    assert full_loss(params, lam, class_sizes=SIZES) == pytest.approx(
+        reduced_loss_imbalanced(Z, SIZES, lam, L), rel=1e-12
+    )
+
+
+def test_reduced_loss_imbalanced_with_equal_sizes_is_the_reduced_loss():
+    Z = pair_logits(4, 3, 2.5)
+    assert reduced_loss_imbalanced(Z, [3] * 4, 0.01, 2) == reduced_loss(Z, 0.01, 2)
+
+
+def test_class_sizes_change_the_loss_of_a_matrix_that_is_not_collapsed_equally():
+    # the same Z with the columns relabelled 3,1,2,5 vs 2,2,3,4 has a different fit
+    Z = _random_logits(SIZES)
+    assert reduced_loss_imbalanced(Z, SIZES, 0.01, 2) != reduced_loss_imbalanced(
+        Z, [2, 2, 3, 4], 0.01, 2
+    )
+
+
+@pytest.mark.parametrize(
+    "args, name",
+    [
+        ((_random_logits(SIZES), [3, 1, 2, 4], 0.1, 2), "class_sizes"),  # sum 10, N = 11
+        ((_random_logits(SIZES), [3, 0, 3, 5], 0.1, 2), "class_sizes"),  # a size < 1
+        ((_random_logits(SIZES), [3, 1, 2], 0.1, 2), "class_sizes"),  # not one per class
+        ((torch.zeros(1, 4, dtype=torch.float64), [4], 0.1, 2), "K"),  # K < 2
+        ((_random_logits(SIZES), SIZES, 0.0, 2), "lam"),
+        ((_random_logits(SIZES), SIZES, -1.0, 2), "lam"),
+        ((_random_logits(SIZES), SIZES, 0.1, 0), "L"),
+    ],
+)
+def test_reduced_loss_imbalanced_rejects_bad_arguments_naming_them(args, name):
+    with pytest.raises(ValueError, match=name):
+        reduced_loss_imbalanced(*args)
+
+
+def test_full_loss_rejects_class_sizes_that_do_not_sum_to_the_columns():
+    params = factorize(_random_logits(SIZES), 2, 5)
+    with pytest.raises(ValueError, match="class_sizes"):
+        full_loss(params, 0.1, class_sizes=[3, 1, 2, 6])

@@ -1,7 +1,9 @@
 """The deep-UFM loss and the reduced loss of Lemma 1.
 
-Normalisation (the paper's): the fit term is the MEAN cross-entropy over the Kn samples, and
+Normalisation (the paper's): the fit term is the MEAN cross-entropy over the N samples, and
 one weight decay lam multiplies (1/2) of the squared Frobenius norm of every matrix, H_1 included.
+Classes have n samples each (N = Kn), or, for the imbalanced setting of Appendix A (chapter 10),
+sizes n_1..n_K given as ``class_sizes`` (N = sum n_c); columns are always grouped by class.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import torch
 
 from .validation import (
     check_activation,
+    check_class_sizes,
     check_int,
     check_logit_shape,
     check_logits,
@@ -18,25 +21,42 @@ from .validation import (
 )
 
 
-def class_labels(K: int, n: int, device=None) -> torch.Tensor:
-    """Labels of class-ordered columns: [0]*n + [1]*n + ... + [K-1]*n."""
-    return torch.arange(K, device=device).repeat_interleave(n)
+def class_labels(K: int, n, device=None) -> torch.Tensor:
+    """Labels of class-ordered columns: [0]*n + [1]*n + ... + [K-1]*n.
+
+    ``n`` is the common class size, or a sequence of K class sizes n_1..n_K (Appendix A):
+    then [0]*n_1 + [1]*n_2 + ... + [K-1]*n_K.
+    """
+    if not isinstance(n, list | tuple | torch.Tensor) or (
+        isinstance(n, torch.Tensor) and n.dim() == 0
+    ):
+        return torch.arange(K, device=device).repeat_interleave(n)
+    sizes = check_class_sizes(n, K=K)
+    return torch.arange(K, device=device).repeat_interleave(torch.tensor(sizes, device=device))
 
 
-def one_hot_labels(K: int, n: int, dtype=torch.float64, device=None) -> torch.Tensor:
-    """Y (K x Kn): the one-hot labels of class-ordered columns."""
+def one_hot_labels(K: int, n, dtype=torch.float64, device=None) -> torch.Tensor:
+    """Y (K x N): the one-hot labels of class-ordered columns (``n`` as in ``class_labels``)."""
     return torch.nn.functional.one_hot(class_labels(K, n, device), K).T.to(dtype)
 
 
-def mean_cross_entropy(Z: torch.Tensor) -> torch.Tensor:
-    """(1/(Kn)) g(Z): mean over columns of -log softmax(z)_class, class-ordered columns.
+def mean_cross_entropy(Z: torch.Tensor, class_sizes=None) -> torch.Tensor:
+    """(1/N) g(Z): mean over columns of -log softmax(z)_class, class-ordered columns.
 
-    Z may carry leading batch dimensions: shape (..., K, Kn); the result has shape (...).
-    Only the shape and dtype are checked (no data access: it runs inside autograd and loops).
+    Z may carry leading batch dimensions: shape (..., K, N); the result has shape (...). Without
+    ``class_sizes`` every class has N/K columns; with it (K sizes summing to N, Appendix A) class
+    c owns the next n_c columns. Only the shape and dtype are checked (no data access: it runs
+    inside autograd and loops).
     """
-    check_logit_shape(Z)
+    if class_sizes is None:
+        check_logit_shape(Z)
     K, N = Z.shape[-2:]
-    labels = class_labels(K, N // K, device=Z.device)
+    labels = class_labels(K, N // K if class_sizes is None else class_sizes, device=Z.device)
+    if labels.numel() != N:
+        raise ValueError(
+            f"class_sizes={list(class_sizes)} is not allowed: the sizes must sum to the "
+            f"{N} columns of Z"
+        )
     true = Z[..., labels, torch.arange(N, device=Z.device)]
     return (torch.logsumexp(Z, dim=-2) - true).mean(dim=-1)
 
@@ -58,9 +78,13 @@ def exact_singular_values(A: torch.Tensor) -> torch.Tensor:
 def schatten_regulariser(Z: torch.Tensor, lam: float, L: int) -> torch.Tensor:
     """(lam/2)(L+1) sum_i s_i(Z)^{2/(L+1)}: least regulariser over factorisations of Z (Lemma 1).
 
-    Singular values at rounding level are exact zeros (``exact_singular_values``).
+    Singular values at rounding level are exact zeros (``exact_singular_values``). Z: (..., K, N)
+    with any N (the term does not depend on the labels, so unequal class sizes are fine).
     """
-    check_logit_shape(Z)
+    if not isinstance(Z, torch.Tensor) or Z.dim() < 2 or Z.is_complex():
+        raise ValueError(
+            f"Z={getattr(Z, 'shape', Z)!r} is not allowed: must be a real tensor (..., K, N)"
+        )
     check_positive("lam", lam)
     check_int("L", L, 1)
     s = exact_singular_values(Z)
@@ -77,6 +101,25 @@ def reduced_loss(Z: torch.Tensor, lam: float, L: int) -> float:
     check_int("L", L, 1)
     Z = Z.to(torch.float64)
     return float(mean_cross_entropy(Z) + schatten_regulariser(Z, lam, L))
+
+
+def reduced_loss_imbalanced(Z: torch.Tensor, class_sizes, lam: float, L: int) -> float:
+    """Reduced loss with class sizes n_1..n_K (Appendix A; Theorems A1-A3, chapter 10).
+
+    Lred_L(Z) = (1/N) g(Z) + (lam/2)(L+1) sum_i s_i(Z)^{2/(L+1)}, N = sum n_c: Lemma 1 is
+    unchanged by the sizes, so this is the deep-UFM loss at any Lemma-1 factorisation of Z.
+    Z: (K, N) with its columns grouped by class in the order of ``class_sizes``.
+    """
+    if not isinstance(Z, torch.Tensor) or Z.dim() != 2:
+        raise ValueError(
+            f"Z={getattr(Z, 'shape', Z)} is not allowed: must be a 2-D tensor of shape (K, N)"
+        )
+    check_int("Z.shape[0] (K)", Z.shape[0], 2)
+    sizes = check_class_sizes(class_sizes, K=Z.shape[0], N=Z.shape[1])
+    check_positive("lam", lam)
+    check_int("L", L, 1)
+    Z = Z.to(torch.float64)
+    return float(mean_cross_entropy(Z, sizes) + schatten_regulariser(Z, lam, L))
 
 
 def forward(params: list, activation: str = "linear") -> list:
@@ -101,10 +144,17 @@ def regulariser(params: list) -> torch.Tensor:
     return 0.5 * sum(P.double().pow(2).sum(dim=(-2, -1)) for P in params)
 
 
-def full_loss(params: list, lam: float, activation: str = "linear") -> float:
-    """Deep-UFM loss (1/(Kn)) g(Z) + (lam/2)(||H_1||^2 + sum_l ||W_l||^2), Eq. (1) of the paper."""
+def full_loss(params: list, lam: float, activation: str = "linear", class_sizes=None) -> float:
+    """Deep-UFM loss (1/N) g(Z) + (lam/2)(||H_1||^2 + sum_l ||W_l||^2), Eq. (1) of the paper.
+
+    ``class_sizes`` (optional): the sizes n_1..n_K of Appendix A (N = sum n_c); by default every
+    class has N/K samples.
+    """
     check_positive("lam", lam)
     params = check_params(params)
     Z = forward(params, activation)[-1]
-    check_logits(Z)
-    return float(mean_cross_entropy(Z.double())) + lam * float(regulariser(params))
+    if class_sizes is None:
+        check_logits(Z)
+    else:
+        class_sizes = check_class_sizes(class_sizes, K=Z.shape[0], N=Z.shape[1])
+    return float(mean_cross_entropy(Z.double(), class_sizes)) + lam * float(regulariser(params))

@@ -13,13 +13,20 @@ import torch
 
 from .losses import forward, one_hot_labels
 from .structures import expand_classes, mixture_components, pair_matrix, simplex_matrix
-from .validation import check_activation, check_logits
+from .validation import check_activation, check_class_sizes, check_logits
 
 
-def class_means(H: torch.Tensor, K: int) -> torch.Tensor:
-    """Class-mean matrix M (d x K) of features H (d x Kn) with class-ordered columns."""
+def class_means(H: torch.Tensor, K: int, class_sizes=None) -> torch.Tensor:
+    """Class-mean matrix M (d x K) of features H (d x Kn) with class-ordered columns.
+
+    With ``class_sizes`` (n_1..n_K, Appendix A; chapter 10) H is d x N, N = sum n_c, and class c
+    owns the next n_c columns.
+    """
     d, N = H.shape
-    return H.reshape(d, K, N // K).mean(dim=-1)
+    if class_sizes is None:
+        return H.reshape(d, K, N // K).mean(dim=-1)
+    sizes = check_class_sizes(class_sizes, K=K, N=N)
+    return torch.stack([block.mean(dim=-1) for block in H.split(sizes, dim=-1)], dim=-1)
 
 
 def _centred_means(H: torch.Tensor, K: int) -> torch.Tensor:

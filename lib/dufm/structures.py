@@ -12,7 +12,13 @@ from __future__ import annotations
 import torch
 
 from .losses import exact_singular_values
-from .validation import check_int, check_logits, check_nonnegative, check_sizes
+from .validation import (
+    check_class_sizes,
+    check_finite,
+    check_int,
+    check_nonnegative,
+    check_sizes,
+)
 
 DTYPE = torch.float64
 STRUCTURES = ("dnc", "pair")  # the two structures of Theorem 1, one vocabulary for the book
@@ -25,8 +31,15 @@ def simplex_matrix(K: int, dtype: torch.dtype = DTYPE, device=None) -> torch.Ten
     return eye - torch.full((K, K), 1.0 / K, dtype=dtype, device=device)
 
 
-def expand_classes(M: torch.Tensor, n: int) -> torch.Tensor:
-    """M kron 1_n^T: repeat each of M's columns n times (class-ordered samples). M: (rows, K)."""
+def expand_classes(M: torch.Tensor, n) -> torch.Tensor:
+    """M kron 1_n^T: repeat each of M's columns n times (class-ordered samples). M: (rows, K).
+
+    ``n`` may also be a sequence of K class sizes n_1..n_K (Appendix A, chapter 10): column c is
+    then repeated n_c times, giving (rows, N) with N = sum n_c.
+    """
+    if isinstance(n, list | tuple) or (isinstance(n, torch.Tensor) and n.dim() == 1):
+        sizes = check_class_sizes(n, K=M.shape[-1])
+        return M.repeat_interleave(torch.tensor(sizes, device=M.device), dim=-1)
     check_int("n", n, 1)
     return M.repeat_interleave(n, dim=-1)
 
@@ -127,10 +140,14 @@ def factorize(Z: torch.Tensor, L: int, d: int, seed: int = 0) -> list:
     the reduced loss's. Singular values at rounding level are set to zero before the root is
     taken (``dufm.losses.exact_singular_values``).
 
-    Shapes: Z (K, Kn); H_1 (d, Kn); W_l (d, d) for l < L; W_L (K, d). All float64.
+    Shapes: Z (K, N), N = Kn or, with unequal class sizes (Appendix A), N = sum n_c (Lemma 1
+    does not depend on the labels); H_1 (d, N); W_l (d, d) for l < L; W_L (K, d). All float64.
     """
-    K, n = check_logits(Z)
-    check_sizes(K=K, n=n, d=d, L=L)
+    if not isinstance(Z, torch.Tensor) or Z.dim() != 2 or Z.shape[1] < 1:
+        raise ValueError(f"Z={getattr(Z, 'shape', Z)} is not allowed: must be 2-D of shape (K, N)")
+    K = check_int("Z.shape[0] (K)", Z.shape[0], 2)
+    check_finite("Z", Z)
+    check_sizes(K=K, d=d, L=L)
     U, s, Vh = torch.linalg.svd(Z.to(DTYPE), full_matrices=False)  # U (K,K), s (K,), Vh (K,Kn)
     s = torch.where(exact_singular_values(Z.to(DTYPE)) > 0, s, torch.zeros_like(s))
     root = s.pow(1.0 / (L + 1))

@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from .losses import class_labels, forward
+from .losses import forward, one_hot_labels
 from .validation import (
     check_activation,
     check_choice,
+    check_class_sizes,
     check_device,
     check_dtype,
     check_finite,
@@ -89,6 +90,7 @@ class TrainResult:
     converged: bool
     stop_reason: str = field(default="")
     diverged: list = field(default_factory=list)  # per run: step of a non-finite loss, or None
+    class_sizes: list | None = None
 
     def run_params(self, i: int) -> list:
         """Run i's matrices [H_1, W_1, ..., W_L] cropped to its own width, float64 on the CPU."""
@@ -147,7 +149,7 @@ def make_runs(seeds, d, init_scale, lam, lr) -> list:
     return runs
 
 
-def init_params(K: int, n: int, L: int, runs: list, init: str = "normal") -> list:
+def init_params(K: int, n, L: int, runs: list, init: str = "normal", class_sizes=None) -> list:
     """Stacked float64 CPU initialisation [H_1 (R, d, Kn), W_1 .. W_{L-1} (R, d, d), W_L (R, K, d)],
     zero-padded to the largest width d (Figures 1, 2 and 5; chapters 1 and 5).
 
@@ -159,11 +161,13 @@ def init_params(K: int, n: int, L: int, runs: list, init: str = "normal") -> lis
     W_l's N(0, s^2 / d_i) (fan-in scale with gain s), so Z's entries have variance exactly s^(2L)
     at every width (each of the d^L paths through the product contributes (s^2 / d)^L); with
     s = sqrt(d_0) it draws, at d = d_0, the same numbers as ``"normal"`` with s = 1 (the width
-    control of chapter 5).
+    control of chapter 5). H_1 has N = Kn columns, or N = sum n_c with ``class_sizes``
+    (Appendix A; then ``n`` is unused).
     """
     if init not in INIT_SCHEMES:
         raise ValueError(f"init={init!r} is not allowed: must be one of {INIT_SCHEMES}")
-    R, N, dmax = len(runs), K * n, max(r.d for r in runs)
+    N = K * n if class_sizes is None else sum(class_sizes)
+    R, dmax = len(runs), max(r.d for r in runs)
     shapes = [(dmax, N)] + [(dmax, dmax)] * (L - 1) + [(K, dmax)]
     params = [torch.zeros((R, *shape), dtype=torch.float64) for shape in shapes]
     for i, run in enumerate(runs):
@@ -486,6 +490,7 @@ def train(
     params: list | None = None,
     compile: bool = False,
     on_divergence: str = "raise",
+    class_sizes=None,
 ) -> TrainResult:
     """Full-batch gradient descent on the deep UFM for R runs at once (Figures 1, 2, 5, 6).
 
@@ -500,8 +505,13 @@ def train(
     through ``torch.compile`` (falling back to eager, with a warning, where it fails; slower than
     eager on the CPU). On the CPU a batch of several cache-sized blocks trains on
     ``torch.get_num_threads()`` worker threads, with ``torch.set_num_threads(1)`` while it runs
-    (restored afterwards).
+    (restored afterwards). ``class_sizes`` (Appendix A, chapter 10): K class sizes n_1..n_K
+    instead of n per class (pass n=None); they change only the targets and the 1/N of the fit.
     """
+    if class_sizes is not None:
+        if n is not None:
+            raise ValueError(f"n={n!r} is not allowed with class_sizes: pass n=None")
+        class_sizes = check_class_sizes(class_sizes, K=K)
     check_sizes(K=K, n=n, L=L)
     check_activation(activation)
     check_int("steps", steps, 0)
@@ -516,11 +526,11 @@ def train(
     for run in runs:
         check_sizes(K=K, d=run.d)
     if params is None:
-        params = init_params(K, n, L, runs, init)
+        params = init_params(K, n, L, runs, init, class_sizes)
     else:
-        _check_start(params, K, n, L, runs)
+        _check_start(params, K, K * n if class_sizes is None else sum(class_sizes), L, runs)
     params = [P.to(device=dev, dtype=dt, copy=True).contiguous() for P in params]
-    targets = torch.nn.functional.one_hot(class_labels(K, n), K).T.to(device=dev, dtype=dt)
+    targets = one_hot_labels(K, n if class_sizes is None else class_sizes, dtype=dt, device=dev)
 
     workers = _workers(params, dev, compile)
     record_steps, history = [], []
@@ -570,12 +580,13 @@ def train(
         converged=converged,
         stop_reason=reason,
         diverged=diverged,
+        class_sizes=class_sizes,
     )
 
 
-def _check_start(params, K: int, n: int, L: int, runs: list) -> None:
+def _check_start(params, K: int, N: int, L: int, runs: list) -> None:
     """A given starting point must be L+1 finite real tensors of the stacked, padded shapes."""
-    R, N, dmax = len(runs), K * n, max(r.d for r in runs)
+    R, dmax = len(runs), max(r.d for r in runs)
     shapes = [(R, dmax, N)] + [(R, dmax, dmax)] * (L - 1) + [(R, K, dmax)]
     if isinstance(params, torch.Tensor) or not isinstance(params, list | tuple):
         raise ValueError(
@@ -591,7 +602,7 @@ def _check_start(params, K: int, n: int, L: int, runs: list) -> None:
         if not isinstance(P, torch.Tensor) or tuple(P.shape) != shape:
             raise ValueError(
                 f"params[{j}].shape={tuple(getattr(P, 'shape', ()))} is not allowed: must be "
-                f"{shape} (R={R} runs, padded width {dmax}, K={K}, N=K*n={N})"
+                f"{shape} (R={R} runs, padded width {dmax}, K={K}, N={N} columns)"
             )
         check_finite(f"params[{j}]", P)
 

@@ -140,6 +140,31 @@ def check_sizes(K: object = None, n: object = None, d: object = None, L: object 
             _fail("d", d, f"the width must be at least the number of classes K={K}")
 
 
+def check_class_sizes(class_sizes: object, K: int | None = None, N: int | None = None) -> list:
+    """Check class sizes n_1..n_K (Appendix A): a sequence of at least 2 integers >= 1, of
+    length ``K`` and sum ``N`` when those are given. Returns them as a list of ints."""
+    if isinstance(class_sizes, torch.Tensor):
+        class_sizes = class_sizes.tolist()
+    if isinstance(class_sizes, str | bytes) or not hasattr(class_sizes, "__len__"):
+        _fail("class_sizes", class_sizes, "must be a sequence of K >= 2 integers >= 1")
+    sizes = list(class_sizes)
+    if len(sizes) < 2:
+        _fail("class_sizes", sizes, "must hold K >= 2 sizes (one per class)")
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+            _fail("class_sizes", sizes, "every class size must be an integer >= 1")
+    sizes = [int(size) for size in sizes]
+    if K is not None and len(sizes) != K:
+        _fail("class_sizes", sizes, f"must hold one size per class, K={K}")
+    if N is not None and sum(sizes) != N:
+        _fail(
+            "class_sizes",
+            sizes,
+            f"the sizes must sum to the N={N} columns (they sum to {sum(sizes)})",
+        )
+    return sizes
+
+
 def check_activation(activation: object) -> str:
     """Check that ``activation`` is one of ``ACTIVATIONS``."""
     if activation not in ACTIVATIONS:

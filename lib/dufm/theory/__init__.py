@@ -9,11 +9,23 @@
 - ``relu``: Theorem 7 (the deep ReLU UFM: the non-negative low-rank construction, its loss at its
   optimal scale against the DNC bound ``optimal_scale("dnc", ...)``, the equal-scale condition
   and the stated regions, class-symmetric ReLU DNC points); chapter 8.
+- ``imbalanced``: Theorems A1-A3 (unequal class sizes: STEP sizes, the SEL matrix, the
+  single-layer minimiser, generalised DNC against the best low-rank matrix); chapter 10.
 
 Every public name is re-exported here, so ``dufm.theory.optimal_scale`` and the like work.
 """
 
 from ..structures import STRUCTURES
+from .imbalanced import (
+    best_low_rank,
+    generalised_dnc_losses,
+    normalised_distance,
+    sel_matrix,
+    step_class_sizes,
+    ufm_minimiser,
+    ufm_optimality_residual,
+    wins_from,
+)
 from .optimum import OptimumSearch, schatten_prox, search_global_optimum, zero_comparison_bound
 from .relu import (
     check_construction,
@@ -60,6 +72,7 @@ __all__ = [
     "STRUCTURES",
     "OptimumSearch",
     "check_construction",
+    "best_low_rank",
     "circle_gram",
     "column_margins",
     "construction_fit",
@@ -70,14 +83,18 @@ __all__ = [
     "construction_psi",
     "construction_scale",
     "critical_scales",
+    "generalised_dnc_losses",
     "is_diagonally_superior",
     "max_margin_search",
     "optimal_construction",
+    "normalised_distance",
     "optimal_matrix_scale",
     "optimal_mixture",
     "optimal_scale",
     "schatten_prox",
     "search_global_optimum",
+    "sel_matrix",
+    "step_class_sizes",
     "structure_fit",
     "structure_loss",
     "structure_regulariser",
@@ -93,5 +110,8 @@ __all__ = [
     "theorem7_construction_wins",
     "theorem7_maps",
     "theorem7_stated_region",
+    "ufm_minimiser",
+    "ufm_optimality_residual",
+    "wins_from",
     "zero_comparison_bound",
 ]

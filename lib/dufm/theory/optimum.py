@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ..structures import expand_classes
 from ..validation import (
+    check_class_sizes,
     check_device,
     check_dtype,
     check_int,
@@ -54,7 +55,8 @@ class OptimumSearch:
     starts only; ``labels`` (S,) names each start ("random", the name of a structured start, or
     "exchange: L=.., lam=.." for a direction found at another configuration); ``best_start``
     (C,) the index of the first start (in that order) within ``rtol`` of the best, whose matrix
-    and singular values are reported.
+    and singular values are reported. ``class_sizes``: the sizes n_1..n_K of an imbalanced search
+    (Appendix A; then ``n`` is None and Z = M expanded by the sizes), else None.
     """
 
     K: int
@@ -70,10 +72,13 @@ class OptimumSearch:
     labels: list
     best_start: torch.Tensor
     rtol: float
+    class_sizes: list | None = None
 
     def logits(self, c: int) -> torch.Tensor:
-        """The best logit matrix Z = M kron 1_n^T of configuration c, K x Kn float64."""
-        return expand_classes(self.best_means[c], self.n)
+        """The best logit matrix Z = M kron 1_n^T of configuration c, K x Kn float64 (column c of
+        M repeated n_c times with ``class_sizes``)."""
+        sizes = self.n if self.class_sizes is None else self.class_sizes
+        return expand_classes(self.best_means[c], sizes)
 
 
 def schatten_prox(sigma: torch.Tensor, tau: torch.Tensor, p: torch.Tensor, iters: int = 40):
@@ -106,20 +111,36 @@ def schatten_prox(sigma: torch.Tensor, tau: torch.Tensor, p: torch.Tensor, iters
     return torch.where(better & (curvature > 0) & (s > 0), s, torch.zeros_like(s))
 
 
-def _class_mean_fit(M: torch.Tensor):
-    """Mean cross-entropy of the columns of class-mean matrices M (..., K, K) and its gradient."""
+def _class_mean_fit(M: torch.Tensor, root_w: torch.Tensor | None = None):
+    """Mean cross-entropy of the columns of class-mean matrices M (..., K, K) and its gradient.
+
+    With class weights w_c = n_c / (N/K) (Appendix A) the variable is X = M diag(sqrt(w)), whose
+    singular values are those of Z up to the factor sqrt(N/K), and the fit is
+    (1/K) sum_c w_c CE(column c of X / sqrt(w_c)) = (1/N) sum_c n_c CE(m_c); ``root_w`` (K,)
+    holds sqrt(w). The gradient is with respect to that variable.
+    """
     K = M.shape[-1]
+    if root_w is not None:
+        means = M / root_w
+        diag = torch.diagonal(means, dim1=-2, dim2=-1)
+        fit = ((torch.logsumexp(means, dim=-2) - diag) * root_w.square()).mean(dim=-1)
+        eye = torch.eye(K, dtype=M.dtype, device=M.device)
+        return fit, (torch.softmax(means, dim=-2) - eye) * root_w / K
     diag = torch.diagonal(M, dim1=-2, dim2=-1)
     fit = (torch.logsumexp(M, dim=-2) - diag).mean(dim=-1)
     eye = torch.eye(K, dtype=M.dtype, device=M.device)
     return fit, (torch.softmax(M, dim=-2) - eye) / K
 
 
-def _proximal_gradient(M, power, weight, steps: int, progress: bool, desc: str):
+def _proximal_gradient(
+    M, power, weight, steps: int, progress: bool, desc: str, root_w=None, max_rank=None
+):
     """Proximal gradient descent with per-run backtracking on min_M fit(M) + weight sum s^power.
 
-    M (R, K, K); power, weight (R, 1). Returns the final M and its singular values from the last
-    proximal map (exact zeros).
+    M (R, K, K); power, weight (R, 1); ``root_w`` the class weights of ``_class_mean_fit``.
+    With ``max_rank`` = r the proximal map also keeps at most r singular values (the r largest:
+    the scalar map is monotone, so they are the ones that gain most). Returns the final M and
+    its singular values from the last proximal map (exact zeros).
     """
     R, K = M.shape[0], M.shape[-1]
     sv = torch.linalg.svdvals(M)
@@ -128,11 +149,13 @@ def _proximal_gradient(M, power, weight, steps: int, progress: bool, desc: str):
     def prox_step(M, G, eta, power, weight):
         U, sig, Vh = torch.linalg.svd(M - eta.view(-1, 1, 1) * G)
         s = schatten_prox(sig, eta.view(-1, 1) * weight, power)
+        if max_rank is not None:
+            s[..., max_rank:] = 0.0
         return U @ (s.unsqueeze(-1) * Vh), s
 
     bar = tqdm(total=steps, disable=not progress, file=sys.stderr, mininterval=5.0, desc=desc)
     for _ in range(steps):
-        fit, G = _class_mean_fit(M)
+        fit, G = _class_mean_fit(M, root_w)
         eta = eta * 1.1
         new, new_s = torch.empty_like(M), torch.empty_like(sv)
         todo = torch.arange(R, device=M.device)
@@ -142,7 +165,7 @@ def _proximal_gradient(M, power, weight, steps: int, progress: bool, desc: str):
             model = (
                 fit[todo] + (G[todo] * D).sum((-2, -1)) + D.pow(2).sum((-2, -1)) / (2 * eta[todo])
             )
-            ok = _class_mean_fit(cand)[0] <= model + 1e-12 * fit[todo].abs()
+            ok = _class_mean_fit(cand, root_w)[0] <= model + 1e-12 * fit[todo].abs()
             new[todo[ok]], new_s[todo[ok]] = cand[ok], cand_s[ok]
             todo = todo[~ok]
             if todo.numel() == 0:
@@ -156,12 +179,15 @@ def _proximal_gradient(M, power, weight, steps: int, progress: bool, desc: str):
     return M, sv
 
 
-def _structured_start(direction: torch.Tensor, n: int, L: int, lam: float, gen) -> torch.Tensor:
+def _structured_start(
+    direction: torch.Tensor, n, L: int, lam: float, gen, class_sizes=None
+) -> torch.Tensor:
     """A K x K start along ``direction`` at its optimal scale for (L, lam) (norm 10 if that is 0),
-    with a Gaussian perturbation of relative size 1e-6."""
+    with a Gaussian perturbation of relative size 1e-6 (class sizes n_c if ``class_sizes``)."""
     direction = direction.detach().double().cpu()
     direction = direction / torch.linalg.matrix_norm(direction)
-    scale, _ = optimal_matrix_scale(expand_classes(direction, n), L, lam)
+    sizes = n if class_sizes is None else class_sizes
+    scale, _ = optimal_matrix_scale(expand_classes(direction, sizes), L, lam, class_sizes)
     norm = scale if scale > 0 else 10.0  # ||M||_F = ||Z||_F / sqrt(n) = scale
     noise = torch.randn(direction.shape, generator=gen, dtype=torch.float64)
     return norm * (direction + 1e-6 * noise / torch.linalg.matrix_norm(noise))
@@ -214,6 +240,8 @@ def search_global_optimum(
     device="cpu",
     dtype="float64",
     progress: bool = True,
+    class_sizes=None,
+    max_rank: int | None = None,
 ) -> OptimumSearch:
     """Multi-start search for the global minimum of Lred_L over Z (Theorem 3), batched.
 
@@ -235,8 +263,26 @@ def search_global_optimum(
     direction found at the other configurations (again at its own optimal scale) and runs
     ``exchange_steps`` more steps. All configurations (L[c], lam[c]) and starts of a round run in
     one tensor program.
+
+    Imbalanced classes (Appendix A, Theorems A2 and A3; chapter 10): with ``class_sizes``
+    n_1..n_K (and ``n`` None) the class-mean reduction still holds and the problem is
+    min_M (1/N) sum_c n_c CE(m_c) + (lam/2)(L+1) sum_i s_i(M diag(sqrt(n_c)))^p; it is solved
+    over X = M diag(sqrt(n_c K/N)), whose singular values are those of Z over sqrt(N/K), so the
+    proximal map is unchanged (equal sizes give the same problem as ``n``). ``max_rank`` = r
+    restricts the search to rank <= r (the rank constraint joins the proximal map; Theorem A3's
+    best rank-r matrix); random starts are then truncated to rank r as well.
     """
-    check_sizes(K=K, n=n)
+    if class_sizes is None:
+        check_sizes(K=K, n=n)
+        n_bar, root_w = n, None
+    else:
+        if n is not None:
+            raise ValueError(f"n={n!r} is not allowed with class_sizes: pass n=None")
+        class_sizes = check_class_sizes(class_sizes, K=K)
+        n_bar = sum(class_sizes) / K
+        root_w = torch.tensor(class_sizes, dtype=torch.float64).div(n_bar).sqrt()
+    if max_rank is not None:
+        check_int("max_rank", max_rank, 1)
     L, lam = list(L), list(lam)
     if len(L) != len(lam) or not L:
         raise ValueError(f"L and lam have lengths {len(L)} and {len(lam)}: need equal, nonzero")
@@ -263,15 +309,30 @@ def search_global_optimum(
         depth = torch.tensor(L, dtype=torch.float64).repeat_interleave(S)
         power = (2.0 / (depth + 1)).view(-1, 1)
         weight = 0.5 * torch.tensor(lam, dtype=torch.float64).repeat_interleave(S) * (depth + 1)
-        weight = (weight * n ** (power[:, 0] / 2)).view(-1, 1)
+        weight = (weight * n_bar ** (power[:, 0] / 2)).view(-1, 1)
         M0 = torch.stack([make_start(c, j) for c in range(C) for j in range(S)])
+        if root_w is not None:
+            M0 = M0 * root_w  # the variable X = M diag(sqrt(w))
+        if max_rank is not None:
+            U, s0, Vh = torch.linalg.svd(M0)
+            M0 = U[..., :max_rank] @ (s0[..., :max_rank, None] * Vh[..., :max_rank, :])
+        rw = None if root_w is None else root_w.to(dev, dt)
         M, sv = _proximal_gradient(
-            M0.to(dev, dt), power.to(dev, dt), weight.to(dev, dt), round_steps, progress, desc
+            M0.to(dev, dt),
+            power.to(dev, dt),
+            weight.to(dev, dt),
+            round_steps,
+            progress,
+            desc,
+            rw,
+            max_rank,
         )
         M, sv = M.double().cpu(), sv.double().cpu()
         # The regulariser uses the prox's singular values, whose zeros are exact: an SVD of M
         # returns rounding-level values ~1e-16 |M| that s^{2/(L+1)} inflates (1e-13^{2/13} = 0.01).
-        final = _class_mean_fit(M)[0] + (weight * sv.pow(power)).sum(-1)
+        final = _class_mean_fit(M, root_w)[0] + (weight * sv.pow(power)).sum(-1)
+        if root_w is not None:
+            M = M / root_w  # back to the class means
         return final.view(C, S), M.view(C, S, K, K), sv.view(C, S, K)
 
     labels = ["random"] * starts + list(structured)
@@ -279,7 +340,7 @@ def search_global_optimum(
     def first_start(c, j):
         if j < starts:
             return _random_start(K, j, gen)
-        return _structured_start(structured[labels[j]], n, L[c], lam[c], gen)
+        return _structured_start(structured[labels[j]], n, L[c], lam[c], gen, class_sizes)
 
     losses, M, sv = run_round(labels, first_start, steps, "optimum")
     if exchange_steps > 0:
@@ -292,7 +353,7 @@ def search_global_optimum(
             extra = list(found)
 
             def exchange_start(c, j):
-                return _structured_start(found[extra[j]], n, L[c], lam[c], gen)
+                return _structured_start(found[extra[j]], n, L[c], lam[c], gen, class_sizes)
 
             more = run_round(extra, exchange_start, exchange_steps, "exchange")
             losses, M, sv = (
@@ -311,10 +372,11 @@ def search_global_optimum(
         losses,
         best,
         M[rows, where],
-        sv[rows, where] * math.sqrt(n),
+        sv[rows, where] * math.sqrt(n_bar),
         hits.sum(dim=1),
         hits[:, :starts].sum(dim=1),
         labels,
         where,
         rtol,
+        class_sizes,
     )

@@ -25,6 +25,7 @@ from scipy.optimize import brentq
 from ..losses import class_labels, exact_singular_values, mean_cross_entropy, reduced_loss
 from ..structures import check_structure, expand_classes, mixture_components
 from ..validation import (
+    check_class_sizes,
     check_int,
     check_logits,
     check_nonnegative,
@@ -251,22 +252,31 @@ def optimal_scale(structure: str, K: int, n: int, L: int, lam: float) -> tuple[f
     )
 
 
-def optimal_matrix_scale(M: torch.Tensor, L: int, lam: float) -> tuple[float, float]:
+def optimal_matrix_scale(
+    M: torch.Tensor, L: int, lam: float, class_sizes=None
+) -> tuple[float, float]:
     """Global minimiser over a >= 0 of Lred_L(a M) for a fixed direction M (K x Kn): (a, loss).
 
     The min_alpha Lred_L(alpha X) of Theorem 2, for any X. Scale 0 (loss log K) when zero wins.
+    With ``class_sizes`` (n_1..n_K, Appendix A; chapter 10) M is K x N, N = sum n_c, and the fit
+    is the mean over its N columns grouped by class in that order.
     """
-    check_logits(M, "M")
+    if class_sizes is None:
+        check_logits(M, "M")
+    else:
+        if not isinstance(M, torch.Tensor) or M.dim() != 2:
+            raise ValueError(f"M={getattr(M, 'shape', M)} is not allowed: must be 2-D (K, N)")
+        class_sizes = check_class_sizes(class_sizes, K=M.shape[0], N=M.shape[1])
     check_int("L", L, 1)
     check_positive("lam", lam)
     Md = M.detach().double().cpu()
     K, N = Md.shape
-    labels = class_labels(K, N // K)
+    labels = class_labels(K, N // K if class_sizes is None else class_sizes)
     true = Md[labels, torch.arange(N)]  # (N,)
 
     def fit(a):
         Z = torch.as_tensor(a, dtype=torch.float64).view(-1, 1, 1) * Md
-        return mean_cross_entropy(Z).numpy()
+        return mean_cross_entropy(Z, class_sizes).numpy()
 
     def dfit(a):
         Z = torch.as_tensor(a, dtype=torch.float64).view(-1, 1, 1) * Md
