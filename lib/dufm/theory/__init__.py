@@ -29,11 +29,13 @@ from .scales import (
 from .superiority import (
     circle_gram,
     column_margins,
+    first_depth_holding_onward,
     is_diagonally_superior,
     max_margin_search,
     theorem2_gamma,
     theorem2_L0,
     theorem2_regulariser_holds,
+    theorem2_regulariser_sides,
 )
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "circle_gram",
     "column_margins",
     "critical_scales",
+    "first_depth_holding_onward",
     "is_diagonally_superior",
     "max_margin_search",
     "optimal_matrix_scale",
@@ -60,5 +63,6 @@ __all__ = [
     "theorem2_L0",
     "theorem2_gamma",
     "theorem2_regulariser_holds",
+    "theorem2_regulariser_sides",
     "zero_comparison_bound",
 ]
