@@ -10,10 +10,11 @@ theorem's quantity themselves. The unit tests feed each one a wrong input to sho
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .losses import forward, full_loss, mean_cross_entropy, one_hot_labels, reduced_loss
-from .metrics import balancedness_residual, dnc_metrics
+from .metrics import balancedness_gaps, balancedness_residual, dnc_metrics
 
 
 class CheckFailed(AssertionError):
@@ -194,6 +195,37 @@ def check_imbalance_identity(
         scale = torch.linalg.matrix_norm(params[lo] @ params[lo].T)
         worst = max(worst, float(torch.linalg.matrix_norm(delta - predicted) / scale))
     return _require(worst, tol, "imbalance against lam^-1 (W_{l+1}^T D_{l+1} - D_l W_l^T)")
+
+
+def imbalance_of_runs(result) -> list:
+    """[(||Delta_0||_F, balancedness residual) for every run of a ``TrainResult``] (chapter 1).
+
+    Delta_0 = W_1^T W_1 - H_1 H_1^T; the residual is ``metrics.balancedness_residual`` (max over
+    the layers, relative). The measurement of Lemma 1 and Eq. (balance-decay) along training.
+    """
+    out = []
+    for i in range(len(result.runs)):
+        params = result.run_params(i)
+        out.append((balancedness_gaps(params)[0][0], balancedness_residual(params)))
+    return out
+
+
+def decay_rates(steps, gaps, residuals, low: float = 1e-8, high: float = 1e-2) -> np.ndarray:
+    """Per-run exponential decay rate of the imbalance, fitted where the residual is in [low, high].
+
+    ``steps`` (T,), ``gaps`` and ``residuals`` (T, R) (``imbalance_of_runs`` at T snapshots):
+    minus the least-squares slope of log ||Delta_0|| against the step, over the snapshots whose
+    relative residual lies in [low, high] (past the transient, above rounding). nan for a run
+    with fewer than three such snapshots. Chapter 1 compares it with -2 log(1 - lr lam).
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    gaps, residuals = np.asarray(gaps), np.asarray(residuals)
+    rates = np.full(gaps.shape[1], np.nan)
+    for i in range(gaps.shape[1]):
+        window = (residuals[:, i] > low) & (residuals[:, i] < high)
+        if window.sum() >= 3:
+            rates[i] = -np.polyfit(steps[window], np.log(gaps[window, i]), 1)[0]
+    return rates
 
 
 def gd_step(params: list, lam: float, lr: float) -> list:
