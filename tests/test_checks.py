@@ -1,5 +1,6 @@
 """Each chapter check passes on the theory's own object and fails on a perturbed one."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,6 +19,7 @@ from dufm.checks import (
     check_minimal_regulariser,
     check_reduced_loss_identity,
     check_true,
+    decay_rates,
     full_gradients,
     gd_step,
     random_refactorisation,
@@ -126,3 +128,15 @@ def test_imbalance_identity_holds_at_a_random_point_and_fails_without_weight_dec
     fit_only = full_gradients(params, 1e-300)  # the weight-decay part left out
     with pytest.raises(CheckFailed, match="imbalance"):
         check_imbalance_identity(params, 0.01, grads=fit_only)
+
+
+def test_decay_rates_recover_an_exponential_and_skip_snapshots_with_a_large_source():
+    steps = np.arange(0, 20000, 1000)
+    gaps = np.exp(-1e-3 * steps)[:, None] * np.array([[2.0, 3.0]])
+    residuals = gaps / 2
+    rates = decay_rates(steps, gaps, residuals)
+    assert np.allclose(rates, 1e-3, rtol=1e-10)
+    sources = np.zeros_like(gaps)
+    sources[:, 1] = 1.0  # the source term dominates run 1 throughout
+    rates = decay_rates(steps, gaps, residuals, sources, max_source=0.05)
+    assert np.isclose(rates[0], 1e-3) and np.isnan(rates[1])

@@ -197,32 +197,46 @@ def check_imbalance_identity(
     return _require(worst, tol, "imbalance against lam^-1 (W_{l+1}^T D_{l+1} - D_l W_l^T)")
 
 
-def imbalance_of_runs(result) -> list:
-    """[(||Delta_0||_F, balancedness residual) for every run of a ``TrainResult``] (chapter 1).
+def imbalance_of_runs(result, lam: float, lr: float) -> list:
+    """Per run of a ``TrainResult``: (||Delta_0||_F, balancedness residual, source ratio).
 
-    Delta_0 = W_1^T W_1 - H_1 H_1^T; the residual is ``metrics.balancedness_residual`` (max over
-    the layers, relative). The measurement of Lemma 1 and Eq. (balance-decay) along training.
+    Chapter 1, Lemma 1 and Eq. (balance-decay). Delta_0 = W_1^T W_1 - H_1 H_1^T; the residual is
+    ``metrics.balancedness_residual`` (max over the layers, relative); the source ratio is
+    lr^2 ||G_1^T G_1 - G_0 G_0^T||_F / ((1 - (1 - lr lam)^2) ||Delta_0||_F), G the fit gradients:
+    the size of the recursion's source term against its decay term (small where the first-order
+    rate -2 log(1 - lr lam) applies).
     """
     out = []
+    decay = 1 - (1 - lr * lam) ** 2
     for i in range(len(result.runs)):
         params = result.run_params(i)
-        out.append((balancedness_gaps(params)[0][0], balancedness_residual(params)))
+        grads = full_gradients(params, lam)
+        fit = [g - lam * P for g, P in zip(grads, params, strict=True)]
+        gap = balancedness_gaps(params)[0][0]
+        source = lr**2 * float(torch.linalg.matrix_norm(fit[1].T @ fit[1] - fit[0] @ fit[0].T))
+        ratio = source / (decay * gap) if gap > 0 else float("inf")
+        out.append((gap, balancedness_residual(params), ratio))
     return out
 
 
-def decay_rates(steps, gaps, residuals, low: float = 1e-8, high: float = 1e-2) -> np.ndarray:
-    """Per-run exponential decay rate of the imbalance, fitted where the residual is in [low, high].
+def decay_rates(
+    steps, gaps, residuals, sources=None, low: float = 1e-8, high: float = 1e-2, max_source=0.05
+) -> np.ndarray:
+    """Per-run exponential decay rate of the imbalance (chapter 1, Eq. (balance-decay)).
 
-    ``steps`` (T,), ``gaps`` and ``residuals`` (T, R) (``imbalance_of_runs`` at T snapshots):
-    minus the least-squares slope of log ||Delta_0|| against the step, over the snapshots whose
-    relative residual lies in [low, high] (past the transient, above rounding). nan for a run
-    with fewer than three such snapshots. Chapter 1 compares it with -2 log(1 - lr lam).
+    ``steps`` (T,), ``gaps``, ``residuals`` and ``sources`` (T, R) (``imbalance_of_runs`` at T
+    snapshots): minus the least-squares slope of log ||Delta_0|| against the step, over the
+    snapshots whose relative residual lies in [low, high] (past the transient, above rounding)
+    and, if ``sources`` is given, whose source ratio is below ``max_source`` (where the
+    first-order rate applies). nan for a run with fewer than three such snapshots.
     """
     steps = np.asarray(steps, dtype=np.float64)
     gaps, residuals = np.asarray(gaps), np.asarray(residuals)
     rates = np.full(gaps.shape[1], np.nan)
     for i in range(gaps.shape[1]):
         window = (residuals[:, i] > low) & (residuals[:, i] < high)
+        if sources is not None:
+            window &= np.asarray(sources)[:, i] < max_source
         if window.sum() >= 3:
             rates[i] = -np.polyfit(steps[window], np.log(gaps[window, i]), 1)[0]
     return rates
