@@ -12,6 +12,7 @@ from dufm.checks import (
     check_balance_recursion,
     check_balanced,
     check_close,
+    check_critical_point,
     check_dnc_every_layer,
     check_equal,
     check_fit_dominated,
@@ -140,3 +141,11 @@ def test_decay_rates_recover_an_exponential_and_skip_snapshots_with_a_large_sour
     sources[:, 1] = 1.0  # the source term dominates run 1 throughout
     rates = decay_rates(steps, gaps, residuals, sources, max_source=0.05)
     assert np.isclose(rates[0], 1e-3) and np.isnan(rates[1])
+
+
+def test_critical_point_check_passes_at_the_optimal_dnc_scale_and_fails_off_it():
+    K, n, L, lam = 4, 2, 2, 2.0**-6
+    alpha, _ = theory.optimal_scale("dnc", K, n, L, lam)
+    assert check_critical_point(factorize(dnc_logits(K, n, alpha), L, K), lam, 1e-8) < 1e-8
+    with pytest.raises(CheckFailed, match="gradient of the deep-UFM loss"):
+        check_critical_point(factorize(dnc_logits(K, n, 1.1 * alpha), L, K), lam, 1e-3)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .losses import forward, full_loss, mean_cross_entropy, one_hot_labels, reduced_loss
-from .metrics import balancedness_gaps, balancedness_residual, dnc_metrics
+from .metrics import balancedness_gaps, balancedness_residual, critical_point_residual, dnc_metrics
 
 
 class CheckFailed(AssertionError):
@@ -161,6 +161,17 @@ def check_fit_dominated(X: torch.Tensor, M: torch.Tensor, gamma: float, scales) 
             f"(gamma = {gamma:.6g})"
         )
     return gap
+
+
+def check_critical_point(params: list, lam: float, tol: float) -> float:
+    """The deep linear UFM's gradient vanishes at ``params`` = [H_1, W_1, ..., W_L] (2-D).
+
+    Measures ``metrics.critical_point_residual`` (|grad| / (lam |params|), the trainer's
+    gradient) and fails above ``tol``. Chapter 4 applies it to the optimum found by the
+    proximal search on the reduced loss, factorised into a deep network (an independent route).
+    """
+    residual = critical_point_residual(params, lam)
+    return _require(residual, tol, "gradient of the deep-UFM loss relative to lam |params|")
 
 
 def full_gradients(params: list, lam: float) -> list:
