@@ -437,6 +437,19 @@ def test_critical_scales_at_extreme_lam_and_n_are_every_root_of_the_derivative(
     assert np.allclose(changes, log_roots, atol=2 * (grid[1] - grid[0]))
 
 
+def test_pair_structure_has_two_critical_scales_at_k6_l5_where_a_coarse_scan_saw_one():
+    K, n, L, lam = 6, 5, 5, 2.0**-3
+    roots = theory.critical_scales("pair", K, n, L, lam)
+    assert len(roots) == 2  # a local maximum of the 1-D loss near 0.744 and a minimum near 1.852
+    for b in roots:  # Eq. 27, even K
+        rhs = (2 * b) ** ((L - 1) / (L + 1)) * (K - 2 + 2 * math.exp(-b))
+        rhs /= K * (math.exp(b) + math.exp(-b) + K - 2)
+        assert lam * n ** (1 / (L + 1)) == pytest.approx(rhs, rel=1e-9)
+    mid = theory.structure_loss("pair", K, n, L, lam, roots.mean())
+    assert mid < theory.structure_loss("pair", K, n, L, lam, roots[0])
+    assert mid > theory.structure_loss("pair", K, n, L, lam, roots[1])
+
+
 def test_critical_scales_at_one_layer_have_one_root_or_none():
     K, n = 10, 5
     assert len(theory.critical_scales("dnc", K, n, 1, 2**-10)) == 1
