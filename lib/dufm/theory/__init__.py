@@ -1,8 +1,9 @@
 """The paper's theory in closed form and by optimisation, one module per subject.
 
 - ``scales``: Theorem 1 (the DNC and pair structures in closed form, the equal-scale inequality,
-  each structure at its optimal scale) and the critical scales of Eq. 19 and Eq. 27 (Theorems 4
-  and 6); chapters 2, 5 and 6.
+  each structure at its optimal scale); chapters 2, 3 and 5.
+- ``critical``: every critical scale of a structure, the roots of Eq. 19 and Eq. 27 (Theorems 4
+  and 6); chapters 6 and 7.
 - ``superiority``: Definition 3 and Theorem 2 (diagonal superiority, q_K, the rank ordering with
   depth); chapter 3.
 - ``optimum``: Theorem 3 (the global optimum of the reduced loss and its rank); chapter 4.
@@ -11,10 +12,10 @@ Every public name is re-exported here, so ``dufm.theory.optimal_scale`` and the 
 """
 
 from ..structures import STRUCTURES
+from .critical import critical_scales
 from .optimum import OptimumSearch, schatten_prox, search_global_optimum, zero_comparison_bound
 from .scales import (
     GRID_POINTS,
-    critical_scales,
     optimal_matrix_scale,
     optimal_mixture,
     optimal_scale,
