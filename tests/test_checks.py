@@ -1,21 +1,33 @@
 """Each chapter check passes on the theory's own object and fails on a perturbed one."""
 
+import numpy as np
 import pytest
+import torch
 
+from dufm import theory
 from dufm.checks import (
     CheckFailed,
+    check_at_least,
+    check_at_most,
     check_balance_recursion,
     check_balanced,
     check_close,
+    check_critical_point,
     check_dnc_every_layer,
+    check_equal,
+    check_fit_dominated,
+    check_imbalance_identity,
     check_minimal_regulariser,
     check_reduced_loss_identity,
+    check_true,
+    decay_rates,
+    full_gradients,
     gd_step,
     random_refactorisation,
     regulariser,
 )
 from dufm.losses import forward, mean_cross_entropy
-from dufm.structures import dnc_logits, factorize, pair_logits
+from dufm.structures import dnc_logits, expand_classes, factorize, pair_logits
 from dufm.trainer import init_params, make_runs
 
 
@@ -81,3 +93,59 @@ def test_balance_recursion_holds_for_the_trainer_step_and_fails_without_decay_on
 
     with pytest.raises(CheckFailed, match="balance-decay"):
         check_balance_recursion(params, 0.01, 0.5, step=step_without_decay_on_w1)
+
+
+def test_comparison_checks_name_what_failed_and_by_how_much():
+    assert check_at_most(1.0, 2.0, "x") == 1.0
+    with pytest.raises(CheckFailed, match=r"depth: measured 5 exceeds the bound 4 by 1"):
+        check_at_most(5, 4, "depth")
+    assert check_at_least(3.0, 2.0, "y") == 3.0
+    with pytest.raises(CheckFailed, match=r"ratio: measured 0.4 is below the bound 0.5 by 0.1"):
+        check_at_least(0.4, 0.5, "ratio")
+    for check in (check_at_most, check_at_least):
+        with pytest.raises(CheckFailed):
+            check(float("nan"), 1.0, "nan")
+    assert check_equal((9, 2), (9, 2), "ranks") == (9, 2)
+    with pytest.raises(CheckFailed, match=r"ranks: measured \(9, 3\), expected \(9, 2\)"):
+        check_equal((9, 3), (9, 2), "ranks")
+    check_true(True, "ok")
+    with pytest.raises(CheckFailed, match="rank-2 search: failed \\(0 found\\)"):
+        check_true(False, "rank-2 search", "0 found")
+
+
+def test_fit_dominated_check_passes_with_the_proofs_gamma_and_fails_with_half_of_it():
+    K, n = 10, 2
+    X, M = dnc_logits(K, n, 1.0), expand_classes(theory.circle_gram(K), n)
+    gamma = theory.theorem2_gamma(X, M)
+    scales = torch.linspace(0.01, 30.0, 500)
+    assert check_fit_dominated(X, M, gamma, scales) < 0
+    with pytest.raises(CheckFailed, match="fit step of Theorem 2"):
+        check_fit_dominated(X, M, 0.5 * gamma, scales)
+
+
+def test_imbalance_identity_holds_at_a_random_point_and_fails_without_weight_decay():
+    params = [P[0] for P in init_params(4, 3, 3, make_runs([0], 6, 0.7, 0.01, 0.5))]
+    assert check_imbalance_identity(params, 0.01) < 1e-12
+    fit_only = full_gradients(params, 1e-300)  # the weight-decay part left out
+    with pytest.raises(CheckFailed, match="imbalance"):
+        check_imbalance_identity(params, 0.01, grads=fit_only)
+
+
+def test_decay_rates_recover_an_exponential_and_skip_snapshots_with_a_large_source():
+    steps = np.arange(0, 20000, 1000)
+    gaps = np.exp(-1e-3 * steps)[:, None] * np.array([[2.0, 3.0]])
+    residuals = gaps / 2
+    rates = decay_rates(steps, gaps, residuals)
+    assert np.allclose(rates, 1e-3, rtol=1e-10)
+    sources = np.zeros_like(gaps)
+    sources[:, 1] = 1.0  # the source term dominates run 1 throughout
+    rates = decay_rates(steps, gaps, residuals, sources, max_source=0.05)
+    assert np.isclose(rates[0], 1e-3) and np.isnan(rates[1])
+
+
+def test_critical_point_check_passes_at_the_optimal_dnc_scale_and_fails_off_it():
+    K, n, L, lam = 4, 2, 2, 2.0**-6
+    alpha, _ = theory.optimal_scale("dnc", K, n, L, lam)
+    assert check_critical_point(factorize(dnc_logits(K, n, alpha), L, K), lam, 1e-8) < 1e-8
+    with pytest.raises(CheckFailed, match="gradient of the deep-UFM loss"):
+        check_critical_point(factorize(dnc_logits(K, n, 1.1 * alpha), L, K), lam, 1e-3)

@@ -385,6 +385,115 @@ def test_dnc_has_a_small_and_a_scale_divergent_critical_point_for_small_lam():
     assert len(theory.critical_scales("dnc", K, n, L, 1.0)) == 0  # lam too large: none
 
 
+def test_critical_scales_find_the_small_root_below_any_fixed_grid():
+    # K = 4, n = 1, L = 2, lam = 1e-6: the small root is (c p K/(K-1))^3 = 6.4e-17 to leading order
+    roots = theory.critical_scales("dnc", 4, 1, 2, 1e-6)
+    assert len(roots) == 2
+    assert roots[0] == pytest.approx(6.4e-17, rel=1e-6)
+    assert roots[1] > 10
+
+
+@pytest.mark.parametrize("structure", ["dnc", "pair"])
+@pytest.mark.parametrize(
+    "K, n, L, lam",
+    [
+        (4, 1, 2, 1e-12),
+        (5, 10**6, 2, 1e-12),
+        (10, 5, 8, 1e-30),
+        (7, 3, 3, 1e-100),
+        (6, 10**4, 12, 1e-3),
+    ],
+)
+def test_critical_scales_at_extreme_lam_and_n_are_every_root_of_the_derivative(
+    structure, K, n, L, lam
+):
+    log_roots = theory.critical_scales(structure, K, n, L, lam, log=True)
+    p = 2 / (L + 1)
+    weight = float(np.sum(theory.structure_singular_values(structure, K, n) ** p))
+    c = 0.5 * lam * (L + 1) * weight
+
+    def neg_fit_slope(a):  # -d/da of the fit, written out from Eq. (dnc-fit) and (pair-fit)
+        dnc = (K - 1) / (math.exp(a) + K - 1)
+        if structure == "dnc":
+            return dnc
+        e1, e2 = math.exp(-a), math.exp(-2 * a)
+        pair = (2 * e2 + (K - 2) * e1) / (1 + e2 + (K - 2) * e1)
+        return pair if K % 2 == 0 else ((K - 1) * pair + dnc) / K
+
+    def slope_sign(t):  # sign of fit'(a) + c p a^{p-1}, compared in logs (a = e^t)
+        return math.log(c * p) + (p - 1) * t - math.log(neg_fit_slope(math.exp(t)))
+
+    assert len(log_roots) == 2  # small lam at L >= 2: a small and a large critical scale
+    # the small root matches its asymptotic form (c p / |fit'(0)|)^{1/(1-p)}
+    top = neg_fit_slope(0.0)
+    assert log_roots[0] == pytest.approx(
+        math.log(c * p / top) / (1 - p), abs=1e-3 + 2 * math.exp(log_roots[0])
+    )  # O(a) correction
+    # an independent scan of the sign of the derivative on a log grid finds the same roots
+    grid = np.linspace(log_roots[0] - 30, math.log(-math.log(c * p) + 50), 5000)
+    signs = np.sign([slope_sign(t) for t in grid])
+    changes = grid[np.flatnonzero(signs[:-1] != signs[1:])]
+    assert len(changes) == 2
+    assert np.allclose(changes, log_roots, atol=2 * (grid[1] - grid[0]))
+
+
+def test_pair_structure_has_two_critical_scales_at_k6_l5_where_a_coarse_scan_saw_one():
+    K, n, L, lam = 6, 5, 5, 2.0**-3
+    roots = theory.critical_scales("pair", K, n, L, lam)
+    assert len(roots) == 2  # a local maximum of the 1-D loss near 0.744 and a minimum near 1.852
+    for b in roots:  # Eq. 27, even K
+        rhs = (2 * b) ** ((L - 1) / (L + 1)) * (K - 2 + 2 * math.exp(-b))
+        rhs /= K * (math.exp(b) + math.exp(-b) + K - 2)
+        assert lam * n ** (1 / (L + 1)) == pytest.approx(rhs, rel=1e-9)
+    mid = theory.structure_loss("pair", K, n, L, lam, roots.mean())
+    assert mid < theory.structure_loss("pair", K, n, L, lam, roots[0])
+    assert mid > theory.structure_loss("pair", K, n, L, lam, roots[1])
+
+
+def test_critical_scales_at_one_layer_have_one_root_or_none():
+    K, n = 10, 5
+    assert len(theory.critical_scales("dnc", K, n, 1, 2**-10)) == 1
+    # L = 1: a root iff c = lam (K-1) sqrt(n) < -fit'(0) = (K-1)/K
+    lam_edge = 1 / (K * math.sqrt(n))
+    assert len(theory.critical_scales("dnc", K, n, 1, 0.999 * lam_edge)) == 1
+    assert len(theory.critical_scales("dnc", K, n, 1, 1.001 * lam_edge)) == 0
+
+
+def test_first_depth_holding_onward_finds_where_the_tail_starts():
+    assert theory.first_depth_holding_onward([1, 2, 3, 4], [False, True, False, True]) == 4
+    assert theory.first_depth_holding_onward([1, 2, 3, 4], [True, True, True, True]) == 1
+    assert theory.first_depth_holding_onward([1, 2, 5, 9], [False, True, True, True]) == 2
+    assert theory.first_depth_holding_onward([1, 2, 3], [True, True, False]) is None
+    with pytest.raises(ValueError, match="depths"):
+        theory.first_depth_holding_onward([2, 1], [True, True])
+    with pytest.raises(ValueError, match="holds"):
+        theory.first_depth_holding_onward([1, 2], [True])
+
+
+def test_theorem2_regulariser_sides_decide_the_comparison():
+    K, n = 10, 5
+    X, M = dnc_logits(K, n, 1.0), expand_classes(theory.circle_gram(K), n)
+    gamma = theory.theorem2_gamma(X, M)
+    for L in range(1, 13):
+        left, right = theory.theorem2_regulariser_sides(X, M, gamma, L)
+        # by hand: M has the singular values K/2 sqrt(n) (twice), X has sqrt(n) (K-1 times)
+        p = 2 / (L + 1)
+        assert left == pytest.approx(2 * (gamma * K / 2 * math.sqrt(n)) ** p, rel=1e-12)
+        assert right == pytest.approx((K - 1) * math.sqrt(n) ** p, rel=1e-12)
+        assert theory.theorem2_regulariser_holds(X, M, gamma, L) == (left < right)
+
+
+def test_rank_one_matrices_have_at_most_two_diagonally_superior_columns():
+    gen = torch.Generator().manual_seed(0)
+    for K in (3, 5, 10):
+        u = torch.randn(4000, K, 1, generator=gen, dtype=torch.float64)
+        v = torch.randn(4000, K, 1, generator=gen, dtype=torch.float64)
+        counts = (theory.column_margins(u @ v.transpose(1, 2), K, 1) > 0).sum(dim=-1)
+        assert int(counts.max()) == 2  # the proof of q_K = 2: at most two, and two occur
+        # the count tells rank 2 apart: the circle Gram matrix has K > 2 such columns
+        assert int((theory.column_margins(theory.circle_gram(K), K, 1) > 0).sum()) == K
+
+
 # --- argument checks ----------------------------------------------------------------------------
 
 

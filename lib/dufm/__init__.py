@@ -15,8 +15,9 @@ Modules, one responsibility each (the chapter that uses a module most is named i
 - ``metrics``: neural-collapse metrics, singular-value profiles and a structure classifier.
 - ``geometry``: the exact Hessian, flatness, and the dimensions of the sets of critical
   parameters (Theorems 4, 5 and 6).
-- ``theory``: the paper's theory by subject: ``theory.scales`` (Theorem 1, Eq. 19 and 27),
-  ``theory.superiority`` (Theorem 2), ``theory.optimum`` (Theorem 3).
+- ``theory``: the paper's theory by subject: ``theory.scales`` (Theorem 1, optimal scales),
+  ``theory.critical`` (every critical scale, Eq. 19 and 27), ``theory.superiority``
+  (Theorem 2), ``theory.optimum`` (Theorem 3).
 - ``outcomes``: what a run or a sweep ended in, against the optimum of its structure.
 - ``stats``: Wilson intervals and permutation trend tests.
 - ``checks``: the measured-versus-theory checks that chapters assert.

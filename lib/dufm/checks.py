@@ -1,18 +1,21 @@
-"""Measured-versus-theory checks that the chapters assert.
+"""Measured-versus-theory checks that the chapters assert (chapters 1-4 and later ones).
 
 Each check measures a quantity, compares it with what a theorem predicts, returns the measured
-error and raises ``CheckFailed`` (an ``AssertionError``) with measured and expected values when
-the error exceeds the stated tolerance. The unit tests feed each one a perturbed input to show
-that it can fail.
+error (or the measured value) and raises ``CheckFailed`` (an ``AssertionError``) naming what
+failed, the measured and expected values and by how much, when they disagree beyond the stated
+tolerance. The generic comparisons ``check_close``, ``check_at_most``, ``check_at_least``,
+``check_equal`` and ``check_true`` replace bare asserts in the chapters; the others measure a
+theorem's quantity themselves. The unit tests feed each one a wrong input to show that it can fail.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from . import losses
-from .losses import forward, full_loss, one_hot_labels, reduced_loss
-from .metrics import balancedness_residual, dnc_metrics
+from .losses import forward, full_loss, mean_cross_entropy, one_hot_labels, reduced_loss
+from .metrics import balancedness_gaps, balancedness_residual, critical_point_residual, dnc_metrics
 
 
 class CheckFailed(AssertionError):
@@ -105,6 +108,150 @@ def check_close(measured: float, expected: float, rtol: float, what: str) -> flo
     """Relative agreement of a measurement with a theoretical value; returns the relative error."""
     error = abs(measured - expected) / max(abs(expected), 1e-300)
     return _require(error, rtol, f"{what} (measured {measured:.12g}, theory {expected:.12g})")
+
+
+def check_at_most(measured: float, bound: float, what: str) -> float:
+    """Fail unless ``measured <= bound`` (nan fails); returns ``measured``.
+
+    The message names ``what``, both values and the excess ``measured - bound``.
+    """
+    if not measured <= bound:
+        raise CheckFailed(
+            f"{what}: measured {measured:.6g} exceeds the bound {bound:.6g} "
+            f"by {measured - bound:.3g}"
+        )
+    return measured
+
+
+def check_at_least(measured: float, bound: float, what: str) -> float:
+    """Fail unless ``measured >= bound`` (nan fails); returns ``measured``."""
+    if not measured >= bound:
+        raise CheckFailed(
+            f"{what}: measured {measured:.6g} is below the bound {bound:.6g} "
+            f"by {bound - measured:.3g}"
+        )
+    return measured
+
+
+def check_equal(measured, expected, what: str):
+    """Fail unless ``measured == expected`` (counts, ranks, depths, tuples); returns it."""
+    if measured != expected:
+        raise CheckFailed(f"{what}: measured {measured!r}, expected {expected!r}")
+    return measured
+
+
+def check_true(condition: bool, what: str, detail: str = "") -> None:
+    """Fail unless ``condition``; the message is ``what`` followed by ``detail`` (the evidence)."""
+    if not condition:
+        raise CheckFailed(f"{what}: failed" + (f" ({detail})" if detail else ""))
+
+
+def check_fit_dominated(X: torch.Tensor, M: torch.Tensor, gamma: float, scales) -> float:
+    """Theorem 2's fit step: g(gamma a M) < g(a X) at every scale a > 0 of ``scales``.
+
+    X, M: (K, Kn) logit directions; ``scales`` a 1-D sequence of positive scales. Returns the
+    largest measured difference of the mean cross-entropies (negative when the step holds) and
+    fails if it is >= 0 (chapter 3).
+    """
+    a = torch.as_tensor(scales, dtype=torch.float64).view(-1, 1, 1)
+    X, M = X.double().cpu(), M.double().cpu()
+    gap = float((mean_cross_entropy(gamma * a * M) - mean_cross_entropy(a * X)).max())
+    if not gap < 0:
+        raise CheckFailed(
+            f"fit step of Theorem 2: g(gamma a M) - g(a X) reaches {gap:.3e} >= 0 "
+            f"(gamma = {gamma:.6g})"
+        )
+    return gap
+
+
+def check_critical_point(params: list, lam: float, tol: float) -> float:
+    """The deep linear UFM's gradient vanishes at ``params`` = [H_1, W_1, ..., W_L] (2-D).
+
+    Measures ``metrics.critical_point_residual`` (|grad| / (lam |params|), the trainer's
+    gradient) and fails above ``tol``. Chapter 4 applies it to the optimum found by the
+    proximal search on the reduced loss, factorised into a deep network (an independent route).
+    """
+    residual = critical_point_residual(params, lam)
+    return _require(residual, tol, "gradient of the deep-UFM loss relative to lam |params|")
+
+
+def full_gradients(params: list, lam: float) -> list:
+    """Gradients of the deep linear UFM loss (weight decay included) at one point, by the
+    trainer's reference routine. ``params`` = [H_1, W_1, ..., W_L] (2-D); same shapes back."""
+    from .trainer import loss_and_grads
+
+    K, N = params[-1].shape[0], params[0].shape[1]
+    targets = one_hot_labels(K, N // K, params[0].dtype)
+    lam_t = torch.full((1, 1, 1), float(lam), dtype=params[0].dtype)
+    _, grads = loss_and_grads([P.unsqueeze(0) for P in params], targets, lam_t, "linear")
+    return [g[0] for g in grads]
+
+
+def check_imbalance_identity(
+    params: list, lam: float, tol: float = 1e-9, grads: list | None = None
+) -> float:
+    """Chapter 1, proof of Lemma 1: lam Delta_l = W_{l+1}^T D_{l+1} - D_l W_l^T at *every* point.
+
+    D_l are the full gradients (weight decay included; ``full_gradients`` unless ``grads`` is
+    given), W_0 = H_1, Delta_l = W_{l+1}^T W_{l+1} - W_l W_l^T. At a critical point (D = 0) this
+    is Lemma 1; elsewhere it bounds the imbalance by the gradient,
+    ||Delta_l|| <= (||W_{l+1}|| ||D_{l+1}|| + ||D_l|| ||W_l||) / lam. Returns the largest error
+    relative to ||W_l W_l^T||_F and fails above ``tol``.
+    """
+    grads = full_gradients(params, lam) if grads is None else grads
+    worst = 0.0
+    for lo in range(len(params) - 1):
+        up = lo + 1
+        delta = params[up].T @ params[up] - params[lo] @ params[lo].T
+        predicted = (params[up].T @ grads[up] - grads[lo] @ params[lo].T) / lam
+        scale = torch.linalg.matrix_norm(params[lo] @ params[lo].T)
+        worst = max(worst, float(torch.linalg.matrix_norm(delta - predicted) / scale))
+    return _require(worst, tol, "imbalance against lam^-1 (W_{l+1}^T D_{l+1} - D_l W_l^T)")
+
+
+def imbalance_of_runs(result, lam: float, lr: float) -> list:
+    """Per run of a ``TrainResult``: (||Delta_0||_F, balancedness residual, source ratio).
+
+    Chapter 1, Lemma 1 and Eq. (balance-decay). Delta_0 = W_1^T W_1 - H_1 H_1^T; the residual is
+    ``metrics.balancedness_residual`` (max over the layers, relative); the source ratio is
+    lr^2 ||G_1^T G_1 - G_0 G_0^T||_F / ((1 - (1 - lr lam)^2) ||Delta_0||_F), G the fit gradients:
+    the size of the recursion's source term against its decay term (small where the first-order
+    rate -2 log(1 - lr lam) applies).
+    """
+    out = []
+    decay = 1 - (1 - lr * lam) ** 2
+    for i in range(len(result.runs)):
+        params = result.run_params(i)
+        grads = full_gradients(params, lam)
+        fit = [g - lam * P for g, P in zip(grads, params, strict=True)]
+        gap = balancedness_gaps(params)[0][0]
+        source = lr**2 * float(torch.linalg.matrix_norm(fit[1].T @ fit[1] - fit[0] @ fit[0].T))
+        ratio = source / (decay * gap) if gap > 0 else float("inf")
+        out.append((gap, balancedness_residual(params), ratio))
+    return out
+
+
+def decay_rates(
+    steps, gaps, residuals, sources=None, low: float = 1e-8, high: float = 1e-2, max_source=0.05
+) -> np.ndarray:
+    """Per-run exponential decay rate of the imbalance (chapter 1, Eq. (balance-decay)).
+
+    ``steps`` (T,), ``gaps``, ``residuals`` and ``sources`` (T, R) (``imbalance_of_runs`` at T
+    snapshots): minus the least-squares slope of log ||Delta_0|| against the step, over the
+    snapshots whose relative residual lies in [low, high] (past the transient, above rounding)
+    and, if ``sources`` is given, whose source ratio is below ``max_source`` (where the
+    first-order rate applies). nan for a run with fewer than three such snapshots.
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    gaps, residuals = np.asarray(gaps), np.asarray(residuals)
+    rates = np.full(gaps.shape[1], np.nan)
+    for i in range(gaps.shape[1]):
+        window = (residuals[:, i] > low) & (residuals[:, i] < high)
+        if sources is not None:
+            window &= np.asarray(sources)[:, i] < max_source
+        if window.sum() >= 3:
+            rates[i] = -np.polyfit(steps[window], np.log(gaps[window, i]), 1)[0]
+    return rates
 
 
 def gd_step(params: list, lam: float, lr: float) -> list:

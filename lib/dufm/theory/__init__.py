@@ -1,8 +1,9 @@
 """The paper's theory in closed form and by optimisation, one module per subject.
 
 - ``scales``: Theorem 1 (the DNC and pair structures in closed form, the equal-scale inequality,
-  each structure at its optimal scale) and the critical scales of Eq. 19 and Eq. 27 (Theorems 4
-  and 6); chapters 2, 5 and 6.
+  each structure at its optimal scale); chapters 2, 3 and 5.
+- ``critical``: every critical scale of a structure, the roots of Eq. 19 and Eq. 27 (Theorems 4
+  and 6); chapters 6 and 7.
 - ``superiority``: Definition 3 and Theorem 2 (diagonal superiority, q_K, the rank ordering with
   depth); chapter 3.
 - ``optimum``: Theorem 3 (the global optimum of the reduced loss and its rank); chapter 4.
@@ -26,6 +27,7 @@ from .imbalanced import (
     ufm_optimality_residual,
     wins_from,
 )
+from .critical import critical_scales
 from .optimum import OptimumSearch, schatten_prox, search_global_optimum, zero_comparison_bound
 from .relu import (
     check_construction,
@@ -45,7 +47,6 @@ from .relu import (
 )
 from .scales import (
     GRID_POINTS,
-    critical_scales,
     optimal_matrix_scale,
     optimal_mixture,
     optimal_scale,
@@ -60,11 +61,13 @@ from .scales import (
 from .superiority import (
     circle_gram,
     column_margins,
+    first_depth_holding_onward,
     is_diagonally_superior,
     max_margin_search,
     theorem2_gamma,
     theorem2_L0,
     theorem2_regulariser_holds,
+    theorem2_regulariser_sides,
 )
 
 __all__ = [
@@ -84,6 +87,7 @@ __all__ = [
     "construction_scale",
     "critical_scales",
     "generalised_dnc_losses",
+    "first_depth_holding_onward",
     "is_diagonally_superior",
     "max_margin_search",
     "optimal_construction",
@@ -113,5 +117,6 @@ __all__ = [
     "ufm_minimiser",
     "ufm_optimality_residual",
     "wins_from",
+    "theorem2_regulariser_sides",
     "zero_comparison_bound",
 ]

@@ -9,8 +9,7 @@ Lred_L(Z) = (1/(Kn)) g(Z) + (lam/2)(L+1) sum_i s_i(Z)^{2/(L+1)}, for logit matri
 - the global minimisation of a structure over its own scale (``optimal_scale``, ``theorem1_maps``;
   chapters 2 and 5), of any fixed direction (``optimal_matrix_scale``; chapter 3) and of a mixture's
   blocks (``optimal_mixture``; chapter 5);
-- every critical scale of a structure, the roots of Eq. 19 and Eq. 27 (``critical_scales``;
-  chapter 6).
+- the critical scales of Eq. 19 and Eq. 27 live in ``critical`` (``critical_scales``).
 """
 
 from __future__ import annotations
@@ -206,29 +205,6 @@ def _minimise_over_scale(
         if value < best_loss:
             best_scale, best_loss = float(x), value
     return best_scale, best_loss
-
-
-def critical_scales(structure: str, K: int, n: int, L: int, lam: float) -> np.ndarray:
-    """Every scale > 0 at which the structure is a critical point (Theorem 4(i); Eq. 19, 27).
-
-    The roots, in increasing order, of d/da of the structure's reduced loss: sign changes of the
-    derivative on the grid of ``_scale_problem``, refined by Brent's method. For DNC with L >= 2
-    and small lam there are two, a small one and a large one that diverges like -log(lam) as
-    lam -> 0; for L = 1 there is one; none when lam is too large.
-    """
-    check_structure(structure)
-    check_sizes(K=K, n=n, L=L)
-    check_positive("lam", lam)
-    grid, _, slope = _scale_problem(
-        lambda a: np.asarray(structure_fit(structure, K, a)),
-        lambda a: _structure_fit_derivative(structure, K, a),
-        _structure_weight(structure, K, n, L),
-        L,
-        lam,
-    )
-    values = slope(grid)
-    changes = np.flatnonzero(np.sign(values[:-1]) != np.sign(values[1:]))
-    return np.asarray([_root(slope, grid[i], grid[i + 1]) for i in changes])
 
 
 def optimal_scale(structure: str, K: int, n: int, L: int, lam: float) -> tuple[float, float]:

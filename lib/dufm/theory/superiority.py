@@ -9,6 +9,7 @@ margin at a given rank (``max_margin_search``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -99,15 +100,45 @@ def _nonzero_singular_values(A: torch.Tensor) -> np.ndarray:
     return s[s > 0]
 
 
-def theorem2_regulariser_holds(X: torch.Tensor, M: torch.Tensor, gamma: float, L: int) -> bool:
-    """Theorem 2's regulariser comparison at depth L: sum_{i<=q}(gamma nu_i)^{2/(L+1)} <
-    sum_{i<=p} mu_i^{2/(L+1)}, nu and mu the nonzero singular values of M and X (the common
-    factor a^{2/(L+1)} cancels, so this decides the comparison at every scale a > 0)."""
+def theorem2_regulariser_sides(
+    X: torch.Tensor, M: torch.Tensor, gamma: float, L: int
+) -> tuple[float, float]:
+    """The two sides of Theorem 2's regulariser comparison at depth L (chapter 3's figure):
+    (sum_{i<=q} (gamma nu_i)^{2/(L+1)}, sum_{i<=p} mu_i^{2/(L+1)}), nu and mu the nonzero
+    singular values of M and X (K x Kn each)."""
     check_int("L", L, 1)
     check_positive("gamma", gamma)
     p = 2.0 / (L + 1)
     nu, mu = _nonzero_singular_values(M), _nonzero_singular_values(X)
-    return float(np.sum((gamma * nu) ** p)) < float(np.sum(mu**p))
+    return float(np.sum((gamma * nu) ** p)), float(np.sum(mu**p))
+
+
+def theorem2_regulariser_holds(X: torch.Tensor, M: torch.Tensor, gamma: float, L: int) -> bool:
+    """Theorem 2's regulariser comparison at depth L: sum_{i<=q}(gamma nu_i)^{2/(L+1)} <
+    sum_{i<=p} mu_i^{2/(L+1)}, nu and mu the nonzero singular values of M and X (the common
+    factor a^{2/(L+1)} cancels, so this decides the comparison at every scale a > 0)."""
+    left, right = theorem2_regulariser_sides(X, M, gamma, L)
+    return left < right
+
+
+def first_depth_holding_onward(depths: Sequence[int], holds: Sequence[bool]) -> int | None:
+    """The first depth from which a property holds at every later depth listed (chapters 3, 4).
+
+    ``depths`` increasing, ``holds`` the property at each (same length). Returns the depth
+    ``depths[j]`` with ``holds[j:]`` all true and ``holds[j - 1]`` false (or j = 0), or None
+    when the property fails at the last depth. Serves the "for all L > L_0" of Theorems 2 and 3.
+    """
+    depths, holds = list(depths), [bool(h) for h in holds]
+    if len(depths) != len(holds):
+        raise ValueError(
+            f"holds has length {len(holds)} is not allowed: must equal len(depths)={len(depths)}"
+        )
+    if any(b <= a for a, b in zip(depths, depths[1:], strict=False)):
+        raise ValueError(f"depths={depths} is not allowed: must be strictly increasing")
+    start = len(holds)
+    while start > 0 and holds[start - 1]:
+        start -= 1
+    return depths[start] if start < len(holds) else None
 
 
 def theorem2_L0(X: torch.Tensor, M: torch.Tensor, gamma: float) -> int:
