@@ -17,6 +17,7 @@ Every public name is re-exported here, so ``dufm.theory.optimal_scale`` and the 
 """
 
 from ..structures import STRUCTURES
+from .critical import critical_scales
 from .imbalanced import (
     best_low_rank,
     generalised_dnc_losses,
@@ -27,7 +28,6 @@ from .imbalanced import (
     ufm_optimality_residual,
     wins_from,
 )
-from .critical import critical_scales
 from .optimum import OptimumSearch, schatten_prox, search_global_optimum, zero_comparison_bound
 from .relu import (
     check_construction,
