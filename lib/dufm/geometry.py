@@ -58,7 +58,11 @@ def loss_hessian(params: list, lam: float, activation: str = "linear") -> torch.
 
 def flatness(hessian: torch.Tensor) -> dict:
     """The three flatness measures of Theorem 6: Frobenius, spectral and trace (nuclear) norms."""
-    eigenvalues = torch.linalg.eigvalsh(hessian)
+    return spectral_norms(torch.linalg.eigvalsh(hessian))
+
+
+def spectral_norms(eigenvalues: torch.Tensor) -> dict:
+    """``flatness`` from a symmetric matrix's eigenvalues (1-D): Frobenius, spectral, trace."""
     return {
         "frobenius": float(torch.linalg.vector_norm(eigenvalues)),
         "spectral": float(eigenvalues.abs().max()),
