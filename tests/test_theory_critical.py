@@ -58,7 +58,7 @@ def test_branch_roots_solve_the_equation_and_match_critical_scales(structure, K,
 def test_branch_roots_at_extreme_weight_decay_and_above_the_fold():
     tiny = theory.branch_scale("dnc", 4, 1, 2, 1e-6, "small")
     assert math.isclose(theory.critical_weight_decay("dnc", 4, 1, 2, tiny), 1e-6, rel_tol=1e-10)
-    assert tiny < 1e-15  # below the grid of critical_scales
+    assert tiny < 1e-15  # an extreme small root (about 6.4e-17)
     # K = 6, L = 5, n = 5, lam = 2^-3: both roots exist (lam is below the fold's value)
     assert theory.branch_scale("pair", 6, 5, 5, 2.0**-3, "large") > 1.5
     top = theory.critical_weight_decay("dnc", 4, 2, 2, theory.fold_scale("dnc", 4, 2, 2))
