@@ -20,6 +20,7 @@ Modules, one responsibility each (the chapter that uses a module most is named i
 - ``report``: HTML tables and prose helpers; ``plotting``: figures.
 - ``scorecard``: the chapters' machine-readable verdicts, read by the scorecard page.
 - ``run``: the papermill runner (``python -m dufm.run``).
+- ``files``: file modes and temporary files of the runner and the sweeps.
 """
 
 __version__ = "0.1.0"

@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from .losses import forward, mean_cross_entropy
+from .losses import forward, mean_cross_entropy, regulariser
 from .structures import factorize, logits
 from .theory.critical import critical_weight_decay
 from .validation import check_activation, check_device, check_int, check_positive
@@ -51,7 +51,8 @@ def loss_hessian(params: list, lam: float, activation: str = "linear") -> torch.
     flat, unflatten = flatten(params)
 
     def loss(x):
-        return mean_cross_entropy(forward(unflatten(x), activation)[-1]) + 0.5 * lam * x.dot(x)
+        params = unflatten(x)
+        return mean_cross_entropy(forward(params, activation)[-1]) + lam * regulariser(params)
 
     return torch.autograd.functional.hessian(loss, flat, vectorize=True)
 

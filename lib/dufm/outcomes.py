@@ -7,6 +7,7 @@ optimum of its structure; ``summarise_runs`` and ``summarise_sweep`` do that for
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 
 import torch
@@ -18,21 +19,38 @@ from .validation import (
 )
 
 
-def run_outcome(Z: torch.Tensor, losses, record_steps, L: int, lam: float, window: int) -> dict:
+def run_outcome(
+    Z: torch.Tensor, losses, record_steps, L: int, lam: float, window: int, diverged_at=None
+) -> dict:
     """Where one gradient-descent run ended (Figures 1, 2 and 5).
 
     ``structure`` and ``rank`` (``classify_structure`` of the final output Z), the final loss,
     ``plateau_change`` (relative loss change over the last ``window`` recorded steps), and for a
     run that ends in DNC, the pair structure or a mixture the optimal loss of that structure
     (``optimal_scale``, ``optimal_mixture``) with the relative error of the final loss against it
-    (None otherwise), and a mixture's number of simplex classes and pairs.
+    (None otherwise), and a mixture's number of simplex classes and pairs. ``diverged_at`` is the
+    step of the run's first NaN or infinite loss (None: it did not diverge); a diverged run, or
+    one whose Z or final loss is not finite, has structure ``"diverged"``, rank NaN and an
+    infinite ``plateau_change`` (never settled).
     """
     check_int("window", window, 1)
     steps = torch.as_tensor(record_steps)
     losses = torch.as_tensor(losses, dtype=torch.float64)
     back = int(torch.searchsorted(steps, steps[-1] - window).clamp_max(len(steps) - 1))
-    verdict = classify_structure(Z)
     final = float(losses[-1])
+    if diverged_at is not None or not math.isfinite(final) or not bool(torch.isfinite(Z).all()):
+        return {
+            "structure": "diverged",
+            "rank": math.nan,
+            "final_loss": final,
+            "plateau_change": math.inf,
+            "theory_loss": None,
+            "rel_error": None,
+            "simplex_classes": 0,
+            "pairs": 0,
+            "diverged_at": diverged_at,
+        }
+    verdict = classify_structure(Z)
     theory = None
     K, N = Z.shape
     if verdict.name in ("dnc", "pair"):
@@ -48,6 +66,7 @@ def run_outcome(Z: torch.Tensor, losses, record_steps, L: int, lam: float, windo
         "rel_error": None if theory is None else abs(final - theory) / theory,
         "simplex_classes": len(verdict.simplex_classes),
         "pairs": len(verdict.pairs),
+        "diverged_at": None,
     }
 
 
@@ -60,7 +79,13 @@ def summarise_runs(result, window: int = 2000) -> list[dict]:
             "seed": run.seed,
             "init_scale": run.init_scale,
             **run_outcome(
-                result.logits(i), result.losses[i], result.record_steps, result.L, run.lam, window
+                result.logits(i),
+                result.losses[i],
+                result.record_steps,
+                result.L,
+                run.lam,
+                window,
+                (result.diverged or [None] * len(result.runs))[i],
             ),
         }
         for i, run in enumerate(result.runs)
@@ -76,7 +101,13 @@ def summarise_sweep(result, window: int = 2000) -> list[dict]:
         {
             **asdict(run),
             **run_outcome(
-                result.logits[i], result.losses[i], result.record_steps[i], L, run.lam, window
+                result.logits[i],
+                result.losses[i],
+                result.record_steps[i],
+                L,
+                run.lam,
+                window,
+                (result.diverged or [None] * len(result.configs))[i],
             ),
         }
         for i, run in enumerate(result.configs)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
 import torch
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
 
 def logit_heatmap(ax, M: torch.Tensor, title: str = "") -> None:
@@ -48,10 +51,6 @@ def region_map(ax, codes, Ks, Ls, categories: dict, outline=None, title: str = "
     (label, colour). ``outline`` is an optional boolean array of the same shape whose region's
     boundary is drawn as a thick black line (e.g. the region stated in the paper).
     """
-    import numpy as np
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
     codes = np.asarray(codes)
     keys = sorted(categories)
     index = {key: i for i, key in enumerate(keys)}
@@ -96,8 +95,6 @@ def singular_value_scatter(ax, depths, values, floor: float, color: str = "C0", 
     drawn as one dot labelled with their multiplicity; exact zeros, which a log scale cannot show,
     are drawn as crosses at ``floor`` labelled with their count.
     """
-    import numpy as np
-
     first = True
     for L, row in zip(depths, values, strict=True):
         row = np.sort(np.asarray(row, dtype=float))[::-1]

@@ -13,16 +13,26 @@ import numpy as np
 from IPython.display import HTML
 
 
+class Markup(str):
+    """A table cell that is already HTML (a link, say): ``html_table`` does not escape it."""
+
+
+def link(text: str, href: str) -> Markup:
+    """An HTML link as a ``Markup`` cell."""
+    return Markup(f'<a href="{escape(href, quote=True)}">{escape(text)}</a>')
+
+
 def html_table(headers, rows, caption: str = ""):
     """An HTML table (IPython ``HTML``) for a notebook output: rendered by any book renderer.
 
     ``headers`` is a list of column titles; ``rows`` a list of lists of cell values, shown with
-    ``str`` (format them first). Numbers are right-aligned.
+    ``str`` (format them first) and escaped, except ``Markup`` cells. Numbers are right-aligned.
     """
 
     def cell(value, tag):
         align = "right" if isinstance(value, int | float) or _numeric(value) else "left"
-        return f'<{tag} style="text-align: {align}">{escape(str(value))}</{tag}>'
+        text = value if isinstance(value, Markup) else escape(str(value))
+        return f'<{tag} style="text-align: {align}">{text}</{tag}>'
 
     head = "".join(cell(h, "th") for h in headers)
     body = "".join("<tr>" + "".join(cell(v, "td") for v in row) + "</tr>" for row in rows)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from scipy.optimize import brentq
 
-from ..losses import mean_cross_entropy, reduced_loss
+from ..losses import class_labels, exact_singular_values, mean_cross_entropy, reduced_loss
 from ..structures import check_structure, expand_classes, mixture_components
 from ..validation import (
     check_int,
@@ -261,7 +261,7 @@ def optimal_matrix_scale(M: torch.Tensor, L: int, lam: float) -> tuple[float, fl
     check_positive("lam", lam)
     Md = M.detach().double().cpu()
     K, N = Md.shape
-    labels = torch.arange(K).repeat_interleave(N // K)
+    labels = class_labels(K, N // K)
     true = Md[labels, torch.arange(N)]  # (N,)
 
     def fit(a):
@@ -273,8 +273,8 @@ def optimal_matrix_scale(M: torch.Tensor, L: int, lam: float) -> tuple[float, fl
         P = torch.softmax(Z, dim=-2)
         return ((P * Md).sum(dim=-2) - true).mean(dim=-1).numpy()
 
-    sv = torch.linalg.svdvals(Md)
-    sv = sv[sv > 1e-12 * sv.max()] if sv.max() > 0 else sv[:0]
+    sv = exact_singular_values(Md)
+    sv = sv[sv > 0]
     if sv.numel() == 0:
         return 0.0, math.log(K)
     weight = float(sv.pow(2.0 / (L + 1)).sum())

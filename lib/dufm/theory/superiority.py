@@ -13,6 +13,7 @@ import math
 import numpy as np
 import torch
 
+from ..losses import class_labels, exact_singular_values
 from ..validation import (
     check_device,
     check_dtype,
@@ -39,7 +40,7 @@ def column_margins(M: torch.Tensor, K: int, n: int) -> torch.Tensor:
             f"M.shape={tuple(getattr(M, 'shape', ()))} is not allowed: must end in (K, K*n) = "
             f"({K}, {K * n})"
         )
-    labels = torch.arange(K, device=M.device).repeat_interleave(n)
+    labels = class_labels(K, n, device=M.device)
     cols = torch.arange(K * n, device=M.device)
     true = M[..., labels, cols]
     others = M.clone()
@@ -93,9 +94,9 @@ def theorem2_gamma(X: torch.Tensor, M: torch.Tensor) -> float:
     return max(_largest_gap(X.double().cpu(), K, n), 0.0) / worst
 
 
-def _nonzero_singular_values(A: torch.Tensor, rtol: float = 1e-10) -> np.ndarray:
-    s = torch.linalg.svdvals(A.double().cpu()).numpy()
-    return s[s > rtol * s.max()] if s.max() > 0 else s[:0]
+def _nonzero_singular_values(A: torch.Tensor) -> np.ndarray:
+    s = exact_singular_values(A.double().cpu()).numpy()
+    return s[s > 0]
 
 
 def theorem2_regulariser_holds(X: torch.Tensor, M: torch.Tensor, gamma: float, L: int) -> bool:
