@@ -6,13 +6,18 @@ import torch
 
 from dufm import theory
 from dufm.geometry import (
+    attraction_threshold,
     flat_output_dimension,
     flatness,
+    kernel_and_normal,
     loss_hessian,
+    negative_count,
     orbit_dimension,
     output_jacobian,
+    structure_spectrum,
 )
 from dufm.losses import forward, one_hot_labels
+from dufm.metrics import critical_point_residual
 from dufm.structures import dnc_logits, factorize
 from dufm.trainer import loss_and_grads
 
@@ -113,3 +118,34 @@ def test_both_measures_agree_at_a_dnc_critical_point():
     alpha = theory.critical_scales("dnc", K, n, L, lam)[-1]
     params = factorize(dnc_logits(K, n, alpha), L, d, seed=3)
     assert orbit_dimension(params) == flat_output_dimension(params, lam)
+
+
+def test_negative_count_counts_below_the_relative_cut():
+    eig = torch.tensor([-1e-3, -1e-12, 0.0, 1e-5, 1.0], dtype=torch.float64)
+    assert negative_count(eig) == 1
+    assert negative_count(eig, rtol=1e-13) == 2
+
+
+def test_structure_spectrum_is_at_a_critical_point():
+    lam, params, eig = structure_spectrum("dnc", 4, 2, 2, 2.5, d=5)
+    assert critical_point_residual(params, lam) < 1e-9
+    assert eig.shape == (sum(P.numel() for P in params),)
+
+
+def test_attraction_threshold_brackets_the_dnc_threshold_and_checks_its_ends():
+    lo, hi = attraction_threshold("dnc", 4, 2, 2, 1.0, 2.0, d=5, steps=12)
+    assert lo < 4 / 3 <= hi and hi / lo < 1.001
+    with pytest.raises(ValueError, match="saddle"):
+        attraction_threshold("dnc", 4, 2, 2, 1.5, 2.0, d=5, steps=2)
+    with pytest.raises(ValueError, match="attractive"):
+        attraction_threshold("dnc", 4, 2, 2, 1.0, 1.2, d=5, steps=2)
+
+
+def test_kernel_is_the_orbit_tangent_above_the_threshold_and_not_below():
+    for scale, attractive in ((2.0, True), (1.2, False)):
+        _, params, eig = structure_spectrum("dnc", 4, 2, 2, scale, d=5)
+        tangent, normal = kernel_and_normal(eig, orbit_dimension(params))
+        assert tangent.abs().max() < 1e-10 * eig[-1]
+        assert (normal.min() > 1e-8 * eig[-1]) == attractive
+    with pytest.raises(ValueError, match="orbit_dim"):
+        kernel_and_normal(eig, eig.numel() + 1)

@@ -2,8 +2,9 @@
 
 - ``scales``: Theorem 1 (the DNC and pair structures in closed form, the equal-scale inequality,
   each structure at its optimal scale); chapters 2, 3 and 5.
-- ``critical``: every critical scale of a structure, the roots of Eq. 19 and Eq. 27 (Theorems 4
-  and 6); chapters 6 and 7.
+- ``critical``: the critical-scale curve of Eq. 19 and Eq. 27 (Theorems 4 and 6): every critical
+  scale, the equations solved for the weight decay, the fold, the DNC and pair attraction
+  thresholds and the asymptotic fit of the flatness ratio; chapters 6 and 7.
 - ``superiority``: Definition 3 and Theorem 2 (diagonal superiority, q_K, the rank ordering with
   depth); chapter 3.
 - ``optimum``: Theorem 3 (the global optimum of the reduced loss and its rank); chapter 4.
@@ -17,7 +18,16 @@ Every public name is re-exported here, so ``dufm.theory.optimal_scale`` and the 
 """
 
 from ..structures import STRUCTURES
-from .critical import critical_scales
+from .critical import (
+    branch_scale,
+    critical_scales,
+    critical_weight_decay,
+    dnc_threshold_scale,
+    fold_scale,
+    inverse_scale_fit,
+    pair_threshold_scale,
+    predict_inverse_scale,
+)
 from .imbalanced import (
     best_low_rank,
     generalised_dnc_losses,
@@ -88,11 +98,18 @@ __all__ = [
     "critical_scales",
     "generalised_dnc_losses",
     "first_depth_holding_onward",
+    "branch_scale",
+    "critical_weight_decay",
+    "dnc_threshold_scale",
+    "fold_scale",
+    "inverse_scale_fit",
+    "predict_inverse_scale",
     "is_diagonally_superior",
     "max_margin_search",
     "optimal_construction",
     "normalised_distance",
     "optimal_matrix_scale",
+    "pair_threshold_scale",
     "optimal_mixture",
     "optimal_scale",
     "schatten_prox",
