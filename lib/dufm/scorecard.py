@@ -44,8 +44,8 @@ RESULTS = (
     (
         "Lemma 2",
         None,
-        "(its statement is not in the text of the paper available to the book; no chapter "
-        "checks it)",
+        "a step in the proof of Theorem 4 (Appendix B.6) whose displayed formula is not in the "
+        "text of the paper available to the book; no chapter checks it",
     ),
     ("Proposition 1", "01_deep_ufm", "a DNC solution satisfies DNC1-3 in every layer"),
     (
