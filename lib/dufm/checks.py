@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .losses import forward, full_loss, one_hot_labels, reduced_loss
+from .losses import forward, full_loss, loss_and_grads, one_hot_labels, reduced_loss
 from .metrics import balancedness_residual, dnc_metrics
 
 
@@ -126,8 +126,6 @@ def check_balance_recursion(params: list, lam: float, lr: float, tol: float = 1e
     ``step(params, lam, lr)`` makes the step (the trainer's by default). Returns the largest
     relative error over the layers.
     """
-    from .trainer import loss_and_grads
-
     K, N = params[-1].shape[0], params[0].shape[1]
     targets = one_hot_labels(K, N // K)
     _, grads = loss_and_grads(

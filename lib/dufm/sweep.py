@@ -124,7 +124,7 @@ def _train_defaults() -> dict:
 
 # The sources that compute a batch's numbers: a change to any of them trains the batch again, so
 # a sweep never returns results of older code.
-_CODE = ("trainer.py", "losses.py", "sweep.py")
+_CODE = ("trainer.py", "_engine.py", "losses.py", "sweep.py")
 
 
 def _code_fingerprint() -> str:
