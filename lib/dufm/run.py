@@ -17,6 +17,7 @@ Examples::
 
     python -m dufm.run chapters/01_deep_ufm.md -p steps 20000 -p device cuda --out runs/
     python -m dufm.run --params paper --device cuda --out runs/
+    python -m dufm.run chapters/05_dnc_prevalence.md --scheduler tcp://host:8786
 """
 
 from __future__ import annotations
@@ -301,6 +302,9 @@ def _parser() -> argparse.ArgumentParser:
         help="override one parameter; VALUE is read as YAML (3, 1e-3, true, cuda, [1, 2])",
     )
     parser.add_argument("--device", help="shorthand for -p device DEV")
+    parser.add_argument(
+        "--scheduler", help="shorthand for -p scheduler ADDR (local, or tcp://host:8786)"
+    )
     parser.add_argument("--params", default="book", help="ci | book | paper | FILE.yml")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="output folder")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
@@ -313,6 +317,8 @@ def _plan(args: argparse.Namespace) -> list[tuple[Path, dict]]:
     overrides = {name: parse_value(value) for name, value in args.parameter}
     if args.device is not None:
         overrides["device"] = args.device
+    if args.scheduler is not None:
+        overrides["scheduler"] = args.scheduler
     plan = []
     for chapter in chapters:
         parameters = {**parameter_set(chapter, args.params), **overrides}

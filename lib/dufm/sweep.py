@@ -11,6 +11,10 @@ batch in progress. Example::
     configs = grid(seeds=range(10), d=[20, 40, 70, 100], lam=2**-10)
     result = run_sweep(configs, "runs/fig2", K=10, n=5, L=2, steps=40000, device="cuda")
     result.final_loss, result.logit_svals  # one row per configuration, in the given order
+
+With ``executor`` (any ``concurrent.futures.Executor``; ``dufm.cluster.sweep_executor`` gives a
+Dask cluster's) each batch is one task: the executor trains it and returns its compact record,
+and this process alone writes the batch files.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import os
 import sys
 import tempfile
 import warnings
+from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -204,6 +209,7 @@ def run_sweep(
     L: int,
     batch_size: int = 256,
     progress: bool = True,
+    executor=None,
     **train_kwargs,
 ) -> SweepResult:
     """Train every configuration, resuming from the finished batches in ``out_dir`` (Figs. 2, 5).
@@ -214,7 +220,10 @@ def run_sweep(
     record_every, tol, device, dtype, compile). Each finished batch is saved at once, so an
     interruption loses only the batch in progress; a rerun with the same arguments trains only
     the missing batches. A progress bar over runs (stderr, updated at most every 5 s) shows
-    the ETA across batches.
+    the ETA across batches. ``executor``: None trains the batches one after another in this
+    process; a ``concurrent.futures.Executor`` (``client.get_executor()`` of a Dask client, see
+    ``dufm.cluster``) gets every missing batch as one task at once, and each batch is saved here
+    as its task finishes (the numbers are the same either way).
     """
     check_sizes(K=K, n=n, L=L)
     check_int("batch_size", batch_size, 1)
@@ -284,19 +293,8 @@ def run_sweep(
         unit="run",
     )
     try:
-        for idx, settings, path in pending:
-            result = train(
-                K,
-                n,
-                L,
-                [runs[i].d for i in idx],
-                [runs[i].lam for i in idx],
-                seeds=[runs[i].seed for i in idx],
-                init_scale=[runs[i].init_scale for i in idx],
-                progress=False,
-                **train_kwargs,
-            )
-            payload = {"settings": settings, **_summarise(result)}
+        for idx, settings, path, record in _trained(K, n, L, runs, pending, train_kwargs, executor):
+            payload = {"settings": settings, **record}
             _save_atomic(payload, path)
             _collect(records, idx, payload)
             trained += 1
@@ -304,6 +302,52 @@ def run_sweep(
     finally:
         bar.close()
     return _assemble(runs, records, trained, loaded)
+
+
+def _train_batch(K: int, n: int, L: int, batch: dict, train_kwargs: dict) -> dict:
+    """Train one batch (``batch``: per-run lists d, lam, seeds, init_scale) and return its
+    compact record; this is the task an executor's worker runs."""
+    result = train(
+        K,
+        n,
+        L,
+        batch["d"],
+        batch["lam"],
+        seeds=batch["seeds"],
+        init_scale=batch["init_scale"],
+        progress=False,
+        **train_kwargs,
+    )
+    return _summarise(result)
+
+
+def _trained(K: int, n: int, L: int, runs: list, pending: list, train_kwargs: dict, executor):
+    """(idx, settings, path, record) of every pending batch as it finishes training: one after
+    another here, or all submitted to ``executor`` at once and yielded as they complete (the
+    tasks not yet finished are cancelled if the caller stops early)."""
+
+    def batch(idx):
+        return {
+            "d": [runs[i].d for i in idx],
+            "lam": [runs[i].lam for i in idx],
+            "seeds": [runs[i].seed for i in idx],
+            "init_scale": [runs[i].init_scale for i in idx],
+        }
+
+    if executor is None:
+        for idx, settings, path in pending:
+            yield idx, settings, path, _train_batch(K, n, L, batch(idx), train_kwargs)
+        return
+    tasks = {
+        executor.submit(_train_batch, K, n, L, batch(idx), train_kwargs): (idx, settings, path)
+        for idx, settings, path in pending
+    }
+    try:
+        for future in as_completed(tasks):
+            yield *tasks[future], future.result()
+    finally:
+        for future in tasks:
+            future.cancel()
 
 
 def _collect(records: dict, idx: list, payload: dict) -> None:
