@@ -175,6 +175,7 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=None, help="rounds of the main comparison")
     ap.add_argument("--no-compile", action="store_true", help="skip (c), torch.compile")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--no-scaling", action="store_true", help="skip the scaling tables and plot")
     ap.add_argument("--plot", default=str(HERE / "scaling.png"), help="where the plot goes")
     ap.add_argument("--json", default=None, help="also write every measurement to this file")
     ap.add_argument("--no-jax", action="store_true", help="skip (d), the JAX peer")
@@ -370,8 +371,8 @@ def main(argv=None) -> None:
             )
 
     contended = _contention(args, dev, work, rounds) if args.contention else {}
-    scaling = _scaling(args, dev, work // 2)
-    if not args.no_plot:
+    scaling = {"R": (), "d": ()} if args.no_scaling else _scaling(args, dev, work // 2)
+    if not (args.no_plot or args.no_scaling):
         _plot(scaling, res, args.plot, dev, name)
         print(f"\nplot: {args.plot}")
     if args.json:
