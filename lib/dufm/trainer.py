@@ -189,9 +189,10 @@ def train(
     returns; they are copied, not modified) instead of the random initialisation. A NaN or
     infinite loss raises ``DivergenceError`` naming the run. ``compile=True`` runs the step
     through ``torch.compile`` (falling back to eager, with a warning, where it fails; slower than
-    eager on the CPU). On the CPU a batch of several cache-sized blocks trains on
-    ``torch.get_num_threads()`` worker threads, with ``torch.set_num_threads(1)`` while it runs;
-    subnormal floats are flushed to zero while it trains (both restored afterwards).
+    eager on the CPU). On the CPU the runs train in cache-sized blocks on min(R,
+    ``torch.get_num_threads()``) worker threads, each product single-threaded
+    (``torch.set_num_threads(1)`` while it runs), with subnormal floats flushed to zero (both
+    restored afterwards; see ``dufm._engine``).
     """
     check_sizes(K=K, n=n, L=L)
     check_activation(activation)
