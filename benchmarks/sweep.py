@@ -154,6 +154,12 @@ def engine_run(R: int, steps: int, dtype: str, device: str, d: int = D, compile:
     return R * steps / (time.perf_counter() - t0), res
 
 
+def jax_steps(R: int, work: float) -> int:
+    """Steps of one (d) measurement: about an eighth of (b)'s run-steps, at least 20 (JAX is
+    several times slower, and records no loss, so any step count is a whole measurement)."""
+    return max(20, math.ceil(work / 8 / R))
+
+
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -213,7 +219,7 @@ def main(argv=None) -> None:
     if jax_version:
         print(
             f"(d) JAX {jax_version} (XLA CPU, its own threads and flush mode): R = 256 and 1024 x "
-            f"{steps_for(256, work // 4)} and {steps_for(1024, work // 4)} steps per measurement"
+            f"{jax_steps(256, work)} and {jax_steps(1024, work)} steps per measurement"
         )
     elif not args.no_jax and not gpu:
         print(
@@ -256,7 +262,7 @@ def main(argv=None) -> None:
         res[dt]["compile_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         for R in Rs_jax:
-            jax_runs[(dt, R)] = _jax_setup(R, steps_for(R, work // 4), dt)
+            jax_runs[(dt, R)] = _jax_setup(R, jax_steps(R, work), dt)
         res[dt]["jax_compile_s"] = time.perf_counter() - t0
 
     for rnd in range(rounds):
@@ -281,7 +287,7 @@ def main(argv=None) -> None:
                         r["c_loss"] = out.final_losses
                 if R in Rs_jax:
                     run, params = jax_runs[(dt, R)]
-                    r["d"][R].append(R * steps_for(R, work // 4) / jax_peer.seconds(run, params))
+                    r["d"][R].append(R * jax_steps(R, work) / jax_peer.seconds(run, params))
             r["mm"].append(matmul_gflops(torch_dt, dev, mm_size))
         print(f"  round {rnd + 1}/{rounds} done, load average {_load()}", flush=True)
 

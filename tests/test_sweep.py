@@ -141,3 +141,16 @@ def test_bad_arguments_raise_a_value_error_naming_them(tmp_path, kwargs, message
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         run_sweep(out_dir=tmp_path, **args)
+
+
+def test_the_engine_source_is_part_of_the_code_fingerprint(monkeypatch):
+    from pathlib import Path
+
+    before = sweep_mod._code_fingerprint()
+    read = Path.read_bytes
+
+    def edited(path):
+        return read(path) + (b"\n# edited\n" if path.name == "_engine.py" else b"")
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+    assert sweep_mod._code_fingerprint() != before
