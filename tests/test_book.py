@@ -5,6 +5,7 @@ The book's sources are staged in ``_build/ci-book`` with each chapter's .md repl
 --keep-going``. The HTML stays in ``_build/ci-book/_build/html`` for ``test_browser.py``.
 """
 
+import os
 import re
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from dufm import scorecard
 from dufm.run import toc_chapters
 
 SKIP = shutil.ignore_patterns(".*", "_build", "lib", "tests", "benchmarks", "runs", "__pycache__")
@@ -46,10 +48,21 @@ def test_book_builds_warning_free_from_executed_chapters(root, ci_runs_dir, ci_b
     stage_book(root, ci_runs_dir, ci_book_dir)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jupyter_book), "build", "-W", "-n", "--keep-going", str(ci_book_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ci_book_dir)
+    env = {**os.environ, "DUFM_RECORDS": str(ci_runs_dir / "records")}  # the intro's summary
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=900, cwd=ci_book_dir, env=env
+    )
     log = ANSI.sub("", proc.stdout + proc.stderr)
     problems = [line for line in log.splitlines() if PROBLEM.search(line)]
     if proc.returncode or problems:
         shown = "\n".join(problems) or log[-3000:]
         pytest.fail(f"jupyter-book build exited {proc.returncode}:\n{shown}", pytrace=False)
     assert (ci_book_dir / "_build" / "html" / "index.html").is_file()
+
+
+@pytest.mark.book
+def test_every_row_of_the_scorecard_has_a_record_behind_it(root, ci_runs_dir):
+    records = scorecard.read_records(ci_runs_dir / "records", root)
+    rows = scorecard.scorecard_rows(records, [c.stem for c in toc_chapters(root)])
+    missing = [f"{r['result']} ({r['chapter']})" for r in rows if r["verdict"] == scorecard.NOT_RUN]
+    assert not missing, f"no record behind these rows of the scorecard: {', '.join(missing)}"

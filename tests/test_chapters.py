@@ -12,9 +12,11 @@ from pathlib import Path
 
 import jupytext
 import pytest
+import torch
 
 from dufm.run import (
     ChapterError,
+    ParameterRejected,
     allowed_parameters,
     check_parameters,
     execute_chapter,
@@ -79,10 +81,56 @@ def test_every_chapter_takes_the_device_that_the_runner_passes_to_all(chapter):
         ("05_dnc_prevalence", "runs_per_point", 0, "runs_per_point=0 is not allowed"),
         ("06_flat_attractive", "bisection_steps", 0, "bisection_steps=0 is not allowed"),
         ("07_landscape_dimension", "Ks", [4, 5], "Ks\\[1\\]=5 is not allowed"),
+        ("07_landscape_dimension", "Ks", 4, "Ks=4 is not allowed: must be a list"),
+        ("06_flat_attractive", "lam_exponents", 3, "lam_exponents=3 is not allowed"),
+        ("05_dnc_prevalence", "widths", 40, "widths=40 is not allowed"),
+        ("04_optimal_structure", "lam_ii_power", -0.5, "lam_ii_power=-0.5 is not allowed"),
+        ("03_rank_ordering", "search_steps", 100.0, "search_steps=100.0 is not allowed"),
+        ("02_dnc_not_optimal", "seeds", [0], "seeds=\\[0\\] is not allowed: one seed per"),
+        ("01_deep_ufm", "init_scales", [0.1, -1.0], "init_scales\\[1\\]=-1.0 is not allowed"),
     ],
 )
 def test_a_bad_parameter_stops_the_chapter_with_its_name(stem, name, value, message, tmp_path):
     (chapter,) = [c for c in CHAPTERS if c.stem == stem]
-    with pytest.raises(ChapterError, match=message):
+    with pytest.raises(ParameterRejected, match=message):  # in the cell after `parameters`
         execute_chapter(chapter, {**parameter_set(chapter, "ci"), name: value}, tmp_path)
     assert not (tmp_path / f"{stem}.ipynb").exists()  # no result written for a failed run
+
+
+# Parameters a page takes but never uses (so that `--device` applies to every page).
+UNUSED_PARAMETERS = {"scorecard": ("device",)}
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_the_cell_after_parameters_checks_every_parameter_by_name(chapter):
+    nb = jupytext.read(chapter)
+    (index,) = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    check = nb.cells[index + 1]
+    assert check.cell_type == "code", f"{chapter.stem}: no code cell after the parameters cell"
+    unchecked = [
+        name
+        for name in allowed_parameters(nb)
+        if not re.search(rf"\b{name}\b", check.source)
+        and name not in UNUSED_PARAMETERS.get(chapter.stem, ())
+    ]
+    assert not unchecked, f"{chapter.stem}: the cell after `parameters` never names {unchecked}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+@pytest.mark.parametrize("set_name", ["book", "ci", "paper"])
+def test_every_parameter_set_passes_the_chapters_own_check(chapter, set_name, monkeypatch):
+    """The cells up to the check cell (imports, parameters, the set's values, the check) run
+    in this process: a set the chapter would reject fails here, in seconds."""
+    nb = jupytext.read(chapter)
+    (index,) = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    cells = [c.source for c in nb.cells[: index + 2] if c.cell_type == "code"]
+    namespace: dict = {}
+    threads = torch.get_num_threads()
+    monkeypatch.chdir(chapter.parent)
+    try:
+        for source in cells[:-1]:
+            exec(compile(source, str(chapter), "exec"), namespace)
+        namespace.update(parameter_set(chapter, set_name))
+        exec(compile(cells[-1], str(chapter), "exec"), namespace)
+    finally:
+        torch.set_num_threads(threads)  # the check cell sets the chapter's thread count

@@ -15,7 +15,7 @@ from dufm.checks import (
     regulariser,
 )
 from dufm.losses import forward, mean_cross_entropy
-from dufm.structures import dnc_logits, factorize, low_rank_logits
+from dufm.structures import dnc_logits, factorize, pair_logits
 from dufm.trainer import init_params, make_runs
 
 
@@ -50,7 +50,7 @@ def test_reduced_loss_check_fails_on_a_loss_with_the_wrong_normalisation(dnc_poi
 def test_dnc_check_passes_on_dnc_and_fails_on_the_pair_structure(dnc_point):
     check_dnc_every_layer(dnc_point)
     with pytest.raises(CheckFailed, match="DNC1-3"):
-        check_dnc_every_layer(factorize(low_rank_logits(6, 2, 3.0), 2, 7, seed=0))
+        check_dnc_every_layer(factorize(pair_logits(6, 2, 3.0), 2, 7, seed=0))
 
 
 def test_minimal_regulariser_check_passes_on_lemma1_and_fails_on_a_refactorisation(dnc_point):

@@ -92,7 +92,7 @@ def test_a_worker_killed_mid_sweep_costs_at_most_one_more_training_per_batch(tmp
 
         import dufm.sweep
 
-        (starts / f"{batch['seeds'][0]}-{uuid.uuid4().hex}").touch()
+        (starts / f"{batch[0].seed}-{uuid.uuid4().hex}").touch()
         return dufm.sweep._train_batch(K, n, L, batch, train_kwargs)
 
     class Logging(concurrent.futures.Executor):

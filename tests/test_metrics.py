@@ -19,8 +19,8 @@ from dufm.structures import (
     dnc_logits,
     expand_classes,
     factorize,
-    low_rank_logits,
     mixture_components,
+    pair_logits,
     pair_matrix,
 )
 
@@ -78,13 +78,13 @@ def test_relu_metrics_use_post_activation_inputs():
 
 
 def test_balancedness_residual_is_zero_for_lemma1_and_large_for_random_parameters():
-    assert balancedness_residual(factorize(low_rank_logits(6, 2, 1.5), 3, 8, seed=2)) < 1e-13
+    assert balancedness_residual(factorize(pair_logits(6, 2, 1.5), 3, 8, seed=2)) < 1e-13
     assert balancedness_residual([randn(8, 12), randn(8, 8), randn(6, 8)]) > 0.5
 
 
 def test_numerical_rank_counts_singular_values_above_the_relative_tolerance():
     assert numerical_rank(dnc_logits(10, 5, 3.0)) == 9
-    assert numerical_rank(low_rank_logits(10, 5, 3.0)) == 5
+    assert numerical_rank(pair_logits(10, 5, 3.0)) == 5
     assert numerical_rank(torch.zeros(3, 6, dtype=torch.float64)) == 0
 
 
@@ -99,7 +99,7 @@ def test_classifier_recognises_dnc_pairs_in_any_order_zero_and_other():
     permuted = expand_classes(3.0 * pair_matrix(10)[perm][:, perm], 5)
     verdict = classify_structure(permuted)
     assert (verdict.name, verdict.rank) == ("pair", 5)
-    assert classify_structure(low_rank_logits(9, 2, 1.0)).name == "pair"
+    assert classify_structure(pair_logits(9, 2, 1.0)).name == "pair"
     assert classify_structure(torch.zeros(4, 8, dtype=torch.float64)).name == "zero"
     other = classify_structure(randn(6, 12))
     assert (other.name, other.rank) == ("other", 6)

@@ -1,6 +1,12 @@
 """Unit tests of the chapter runner ``dufm.run`` on tiny throwaway notebooks."""
 
 import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import jupytext
@@ -114,14 +120,57 @@ def test_book_set_needs_no_params_file_but_ci_does(tmp_path):
 
 def test_parameter_file_flat_and_keyed_by_chapter(tmp_path):
     chapter = write_chapter(tmp_path, "ch", "pass")
+    write_chapter(tmp_path, "other", "pass")
     flat = tmp_path / "flat.yml"
     flat.write_text("a: 7\nb: [1, 2]\n")
     keyed = tmp_path / "keyed.yaml"
     keyed.write_text("ch:\n  a: 8\nother:\n  a: 9\n")
     assert parameter_set(chapter, str(flat)) == {"a": 7, "b": [1, 2]}
     assert parameter_set(chapter, str(keyed)) == {"a": 8}
-    keyed.write_text("other:\n  a: 9\n")
+    keyed.write_text("ch: {}\nother:\n  a: 9\n")
     assert parameter_set(chapter, str(keyed)) == {}
+
+
+def test_keyed_file_without_the_chapter_or_with_an_unknown_chapter_is_an_error(tmp_path):
+    chapter = write_chapter(tmp_path, "ch", "pass")
+    write_chapter(tmp_path, "other", "pass")
+    keyed = tmp_path / "keyed.yml"
+    keyed.write_text("other:\n  a: 9\n")
+    with pytest.raises(ValueError, match=r"no entry for chapter ch .*add 'ch: \{\}'"):
+        parameter_set(chapter, str(keyed))
+    keyed.write_text("ch:\n  a: 9\nch_typo:\n  a: 1\n")
+    with pytest.raises(ValueError, match=r"unknown chapter\(s\) 'ch_typo'.*chapters: ch, other"):
+        parameter_set(chapter, str(keyed))
+
+
+def test_keyed_file_keys_are_checked_against_the_chapters_of_the_toc():
+    root = Path(__file__).resolve().parents[1]
+    chapter = root / "chapters" / "01_deep_ufm.md"
+    with pytest.raises(ValueError, match=r"unknown chapter\(s\) '01_deep_ufn'.*01_deep_ufm, 02"):
+        run._select({"01_deep_ufn": {"steps": 3}}, chapter, "my.yml")
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n"])
+def test_empty_parameter_file_is_an_error(tmp_path, text):
+    chapter = write_chapter(tmp_path, "ch", "pass")
+    (tmp_path / "p.yml").write_text(text)
+    with pytest.raises(ValueError, match=r"p.yml is empty"):
+        parameter_set(chapter, str(tmp_path / "p.yml"))
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [("a: [1, 2\n", "line 2, column 1"), ("a: 1\n\tb: 2\n", "line 2, column 1")],
+)
+def test_malformed_parameter_file_names_the_file_and_the_line(tmp_path, text, where):
+    chapter = write_chapter(tmp_path, "ch", "pass")
+    (tmp_path / "p.yml").write_text(text)
+    with pytest.raises(ValueError, match=rf"p.yml is not valid YAML: {where}"):
+        parameter_set(chapter, str(tmp_path / "p.yml"))
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "ch.yml").write_text("ci:\n  a: [1\n")
+    with pytest.raises(ValueError, match=r"params/ch.yml is not valid YAML: line \d+"):
+        parameter_set(chapter, "ci")
 
 
 def test_unknown_parameter_set_name_lists_the_sets(tmp_path):
@@ -138,6 +187,38 @@ def test_unknown_parameter_set_name_lists_the_sets(tmp_path):
 )
 def test_parse_value_reads_yaml_scalars(text, value):
     assert parse_value(text) == value and type(parse_value(text)) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("010", 10),  # YAML 1.1: 8 (octal)
+        ("08", 8),  # YAML 1.1: 8.0
+        ("1:30", "1:30"),  # YAML 1.1: 90 (base 60)
+        ("yes", "yes"),  # YAML 1.1: True
+        ("off", "off"),
+        ("0o17", 15),
+        ("0x1f", 31),
+        ("-2", -2),
+        ("1_000", "1_000"),  # YAML 1.1: 1000
+        ("2026-01-02", "2026-01-02"),  # YAML 1.1: a date
+        (".inf", float("inf")),
+        ("-.Inf", -float("inf")),
+        ("inf", "inf"),  # a string: the chapter's check then rejects it by name
+        ("[010, 1e-3, True]", [10, 1e-3, True]),
+    ],
+)
+def test_parse_value_follows_the_yaml_1_2_core_schema(text, value):
+    assert parse_value(text) == value and type(parse_value(text)) is type(value)
+
+
+def test_parse_value_reads_yaml_nan():
+    assert math.isnan(parse_value(".NaN")) and math.isnan(parse_value(".nan"))
+
+
+def test_unparseable_value_names_the_parameter():
+    with pytest.raises(ValueError, match=r"-p Ks '\[3, 4' is not a valid YAML value"):
+        parse_value("[3, 4", "Ks")
 
 
 def test_toc_chapters_lists_kernel_pages_in_order(tmp_path):
@@ -172,3 +253,132 @@ def test_cli_device_shorthand_and_params_file(tmp_path, capsys):
     argv = [str(chapter), "--params", str(tmp_path / "p.yml"), "--device", "meta"]
     assert run.main([*argv, "--out", str(tmp_path / "out")]) == 0
     assert "4 meta" in outputs(tmp_path / "out" / "ch.ipynb")
+
+
+SLEEPY = "import time\nprint('started', flush=True)\ntime.sleep(60)"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_a_run_keeps_the_earlier_result_and_leaves_no_file(tmp_path, signum):
+    chapter = write_chapter(tmp_path, "ch", SLEEPY)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "ch.ipynb").write_text("good")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dufm.run", str(chapter), "--out", str(out_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(out_dir.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the temporary notebook appears once the kernel runs
+    time.sleep(1.0)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    assert f"interrupted ({signal.Signals(signum).name}) in ch; earlier results kept" in err
+    assert "Traceback" not in err
+    assert [p.name for p in out_dir.iterdir()] == ["ch.ipynb"]
+    assert (out_dir / "ch.ipynb").read_text() == "good"
+
+
+def test_temporary_files_of_killed_runs_are_cleared_by_the_next_run(tmp_path):
+    chapter = write_chapter(tmp_path, "ch", "print(a)")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its id now names no process
+    stale = [out_dir / f".ch.{dead.pid}.abc.tmp.ipynb", out_dir / ".ch.x7q2k.tmp.ipynb"]
+    live = out_dir / f".ch.{os.getppid()}.def.tmp.ipynb"  # a running writer's file stays
+    other = out_dir / f".other.{dead.pid}.abc.tmp.ipynb"  # another chapter's stays
+    for path in [*stale, live, other]:
+        path.write_text("{")
+    execute_chapter(chapter, {}, out_dir)
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(["ch.ipynb", live.name, other.name])
+
+
+def test_a_run_prints_no_kernel_log_lines(tmp_path):
+    chapter = write_chapter(tmp_path, "ch", "print(a)")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dufm.run", str(chapter), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "[IPKernelApp]" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr
+
+
+CHECKED = "a = 1\nb = 'x'\n"
+CHECK_CELL = "if a < 1:\n    raise ValueError(f'a={a!r} is not allowed: must be >= 1')"
+
+
+def checked_chapter(folder: Path) -> Path:
+    """A chapter whose cell after ``parameters`` checks ``a`` (as the book's chapters do)."""
+    cells = [
+        nbformat.v4.new_markdown_cell("# ch"),
+        nbformat.v4.new_code_cell(CHECKED, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(CHECK_CELL),
+        nbformat.v4.new_code_cell("assert a < 5, f'a is {a}'\nprint('ran', a)"),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": KERNELSPEC})
+    path = folder / "ch.md"
+    jupytext.write(nb, path, fmt="md:myst")
+    return path
+
+
+def test_a_value_the_chapter_rejects_is_a_usage_error_in_one_line(tmp_path, capsys):
+    chapter = checked_chapter(tmp_path)
+    out = tmp_path / "out"
+    assert run.main([str(chapter), "--out", str(out)]) == 0
+    before = (out / "ch.ipynb").read_bytes()
+    capsys.readouterr()
+    assert run.main([str(chapter), "-p", "a", "0", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == ["error: chapter ch: parameter rejected: a=0 is not allowed: must be >= 1"], (
+        err
+    )
+    assert "Traceback" not in err and "failing cell" not in err
+    assert [p.name for p in out.iterdir()] == ["ch.ipynb"]  # no partial notebook kept
+    assert (out / "ch.ipynb").read_bytes() == before
+    # a failure after the check is a failed run (status 1) with its partial notebook
+    assert run.main([str(chapter), "-p", "a", "7", "--out", str(out)]) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["ch.failed.ipynb", "ch.ipynb"]
+    assert (out / "ch.ipynb").read_bytes() == before
+
+
+def test_debug_shows_the_traceback_and_the_default_does_not(tmp_path, capsys):
+    chapter = write_chapter(tmp_path, "ch", "pass")
+    (tmp_path / "p.yml").write_text("a: [1\n")
+    argv = [str(chapter), "--params", str(tmp_path / "p.yml"), "--out", str(tmp_path / "o")]
+    assert run.main(argv) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert run.main([*argv, "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "error: " in err
+
+
+def test_missing_chapter_is_named_before_its_parameter_set(tmp_path, capsys):
+    status = run.main([str(tmp_path / "99_nope.md"), "--params", "ci", "--out", str(tmp_path)])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "error: chapter file not found: " in err and "99_nope.md" in err
+    assert "set 'ci'" not in err
+
+
+@pytest.mark.parametrize("case", ["parent_is_a_file", "is_a_file", "read_only"])
+def test_an_out_folder_that_cannot_be_made_is_a_usage_error(tmp_path, capsys, case):
+    chapter = write_chapter(tmp_path, "ch", "pass")
+    (tmp_path / "file").write_text("x")
+    out = {"parent_is_a_file": tmp_path / "file" / "runs", "is_a_file": tmp_path / "file"}.get(
+        case, tmp_path / "ro" / "runs"
+    )
+    if case == "read_only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        (tmp_path / "ro").mkdir(mode=0o555)
+    assert run.main([str(chapter), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and "Traceback" not in err

@@ -10,7 +10,7 @@ from dufm.metrics import balancedness_residual
 from dufm.structures import (
     dnc_logits,
     factorize,
-    low_rank_logits,
+    pair_logits,
     pair_matrix,
     simplex_matrix,
 )
@@ -22,7 +22,7 @@ def closed_form_dnc(K, n, L, lam, a):
     return fit + lam / 2 * (L + 1) * (K - 1) * (a * math.sqrt(n)) ** (2 / (L + 1))
 
 
-def closed_form_low_rank(K, n, L, lam, b):
+def closed_form_pair(K, n, L, lam, b):
     """NOTES section 3: fit and regulariser of the pair structure, even and odd K."""
     m = K // 2
     pair_fit = math.log(1 + math.exp(-2 * b) + (K - 2) * math.exp(-b))
@@ -45,10 +45,10 @@ def test_dnc_reduced_loss_matches_closed_form(K, L):
 
 @pytest.mark.parametrize("K", [2, 3, 4, 7, 10])
 @pytest.mark.parametrize("L", [1, 2, 5])
-def test_low_rank_reduced_loss_matches_closed_form_even_and_odd(K, L):
+def test_pair_reduced_loss_matches_closed_form_even_and_odd(K, L):
     n, lam, b = 4, 0.003, 3.1
-    got = reduced_loss(low_rank_logits(K, n, b), lam, L)
-    assert got == pytest.approx(closed_form_low_rank(K, n, L, lam, b), rel=1e-12)
+    got = reduced_loss(pair_logits(K, n, b), lam, L)
+    assert got == pytest.approx(closed_form_pair(K, n, L, lam, b), rel=1e-12)
 
 
 def test_reference_values_of_the_figure_1_setting():
@@ -56,7 +56,7 @@ def test_reference_values_of_the_figure_1_setting():
     assert reduced_loss(dnc_logits(10, 5, 7.0375384888), lam, 2) == pytest.approx(
         0.090662183213, abs=1e-11
     )
-    assert reduced_loss(low_rank_logits(10, 5, 7.0470486565), lam, 2) == pytest.approx(
+    assert reduced_loss(pair_logits(10, 5, 7.0470486565), lam, 2) == pytest.approx(
         0.080012659245, abs=1e-11
     )
 
@@ -76,7 +76,7 @@ def test_pair_matrix_rank_is_half_of_K_rounded_up():
 
 
 @pytest.mark.parametrize("L", [1, 2, 4])
-@pytest.mark.parametrize("make", [dnc_logits, low_rank_logits])
+@pytest.mark.parametrize("make", [dnc_logits, pair_logits])
 def test_factorize_reproduces_z_and_is_balanced(L, make):
     Z = make(6, 3, 2.5)
     params = factorize(Z, L, d=9, seed=4)

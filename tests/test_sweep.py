@@ -154,3 +154,79 @@ def test_the_engine_source_is_part_of_the_code_fingerprint(monkeypatch):
 
     monkeypatch.setattr(Path, "read_bytes", edited)
     assert sweep_mod._code_fingerprint() != before
+
+
+def test_a_diverging_run_is_recorded_and_the_rest_of_the_sweep_finishes(tmp_path):
+    from dufm.outcomes import summarise_sweep
+    from dufm.trainer import DivergenceError
+
+    runs = configs()[:4] + [SweepRun(seed=9, d=5, lam=0.01, init_scale=1e200)]
+    with pytest.warns(UserWarning, match=r"1 of 5 runs diverged .*configs\[4\]"):
+        result = run_sweep(runs, tmp_path, K=K, n=n, L=L, batch_size=3, progress=False, **TRAIN)
+    assert result.diverged == [None, None, None, None, 0]
+    assert bool(torch.isnan(result.logits[4]).all()) and bool(
+        torch.isfinite(result.logits[:4]).all()
+    )
+    rows = summarise_sweep(result, window=20)
+    assert rows[4]["structure"] == "diverged" and rows[4]["diverged_at"] == 0
+    assert all(r["structure"] != "diverged" and r["diverged_at"] is None for r in rows[:4])
+    with pytest.warns(UserWarning, match="1 of 5 runs diverged"):
+        again = run_sweep(runs, tmp_path, K=K, n=n, L=L, batch_size=3, progress=False, **TRAIN)
+    assert again.batches_trained == 0 and again.diverged == result.diverged
+    assert torch.equal(again.final_loss[:4], result.final_loss[:4])
+    alone = run_sweep(runs[:4], tmp_path / "alone", K=K, n=n, L=L, progress=False, **TRAIN)
+    assert torch.allclose(alone.final_loss, result.final_loss[:4], rtol=1e-12, atol=0)
+    with pytest.raises(DivergenceError, match="starting point"):
+        run_sweep(
+            runs,
+            tmp_path / "stop",
+            K=K,
+            n=n,
+            L=L,
+            progress=False,
+            stop_on_divergence=True,
+            **TRAIN,
+        )
+    with pytest.raises(ValueError, match="on_divergence is not allowed in run_sweep"):
+        run_sweep(runs, tmp_path, K=K, n=n, L=L, progress=False, on_divergence="raise", **TRAIN)
+
+
+def test_a_batch_file_with_missing_keys_is_retrained_not_a_key_error(tmp_path):
+    run_sweep(configs()[:3], tmp_path, K=K, n=n, L=L, progress=False, **TRAIN)
+    (path,) = batch_files(tmp_path)
+    payload = torch.load(path, weights_only=True)
+    del payload["logit_svals"]
+    torch.save(payload, path)
+    with pytest.warns(UserWarning, match=r"lacks \['logit_svals'\]; training that batch again"):
+        again = run_sweep(configs()[:3], tmp_path, K=K, n=n, L=L, progress=False, **TRAIN)
+    assert again.batches_trained == 1
+
+
+def test_batch_files_get_the_mode_of_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        run_sweep(configs()[:3], tmp_path, K=K, n=n, L=L, progress=False, **TRAIN)
+    finally:
+        os.umask(old)
+    (path,) = batch_files(tmp_path)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_numpy_seeds_name_the_same_batches_as_ints(tmp_path):
+    import numpy as np
+
+    first = run_sweep(
+        grid(seeds=[0, 1], d=5, lam=0.01), tmp_path, K=K, n=n, L=L, progress=False, **TRAIN
+    )
+    again = run_sweep(
+        grid(seeds=np.arange(2), d=np.int64(5), lam=np.float64(0.01)),
+        tmp_path,
+        K=K,
+        n=n,
+        L=L,
+        progress=False,
+        **TRAIN,
+    )
+    assert first.batches_trained == 1 and again.batches_loaded == 1

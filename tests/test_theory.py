@@ -17,14 +17,11 @@ from dufm.losses import mean_cross_entropy, reduced_loss, schatten_regulariser
 from dufm.structures import (
     dnc_logits,
     expand_classes,
-    factorize,
-    low_rank_logits,
     mixture_components,
+    pair_logits,
 )
-from dufm.sweep import grid, run_sweep
-from dufm.trainer import train
 
-BUILD = {"dnc": dnc_logits, "low_rank": low_rank_logits}
+BUILD = {"dnc": dnc_logits, "pair": pair_logits}
 LAM = 2.0**-10
 
 # Reference values of NOTES section 5 (K = 10, n = 5, L = 2, lam = 2^-10). The losses are given to
@@ -39,7 +36,7 @@ NOTES_ALPHA, NOTES_BETA = 7.0375384888, 7.0470486565
 
 
 @pytest.mark.parametrize("K", [2, 3, 4, 5, 9, 10])
-@pytest.mark.parametrize("structure", ["dnc", "low_rank"])
+@pytest.mark.parametrize("structure", ["dnc", "pair"])
 def test_closed_form_fit_and_regulariser_equal_reduced_loss_terms(K, structure):
     for L in (1, 2, 3, 7):
         for scale in (0.0, 0.5, 3.0, 12.0):
@@ -56,7 +53,7 @@ def test_closed_form_fit_and_regulariser_equal_reduced_loss_terms(K, structure):
 
 
 @pytest.mark.parametrize("K", [4, 7, 10])
-@pytest.mark.parametrize("structure", ["dnc", "low_rank"])
+@pytest.mark.parametrize("structure", ["dnc", "pair"])
 def test_structure_singular_values_match_svd_of_built_matrix(K, structure):
     s = torch.linalg.svdvals(BUILD[structure](K, 4, 1.0)).numpy()
     expected = np.sort(theory.structure_singular_values(structure, K, 4))[::-1]
@@ -66,9 +63,9 @@ def test_structure_singular_values_match_svd_of_built_matrix(K, structure):
 
 def test_closed_forms_accept_arrays_of_scales():
     scales = np.array([0.0, 1.0, 5.0])
-    values = theory.structure_loss("low_rank", 9, 5, 2, LAM, scales)
+    values = theory.structure_loss("pair", 9, 5, 2, LAM, scales)
     assert values.shape == (3,)
-    assert values[1] == pytest.approx(theory.structure_loss("low_rank", 9, 5, 2, LAM, 1.0))
+    assert values[1] == pytest.approx(theory.structure_loss("pair", 9, 5, 2, LAM, 1.0))
 
 
 # --- optimal_scale ------------------------------------------------------------------------------
@@ -76,7 +73,7 @@ def test_closed_forms_accept_arrays_of_scales():
 
 def test_optimal_scale_matches_reference_values():
     alpha, loss_dnc = theory.optimal_scale("dnc", 10, 5, 2, LAM)
-    beta, loss_pair = theory.optimal_scale("low_rank", 10, 5, 2, LAM)
+    beta, loss_pair = theory.optimal_scale("pair", 10, 5, 2, LAM)
     assert loss_dnc == pytest.approx(REF_DNC_LOSS, rel=1e-11)
     assert loss_pair == pytest.approx(REF_PAIR_LOSS, rel=1e-11)
     assert alpha == pytest.approx(REF_ALPHA, rel=1e-12)
@@ -90,11 +87,11 @@ def test_optimal_scale_matches_reference_values():
     "structure, K, L, lam",
     [
         ("dnc", 10, 2, LAM),
-        ("low_rank", 10, 2, LAM),
-        ("low_rank", 9, 3, 2.0**-6),
+        ("pair", 10, 2, LAM),
+        ("pair", 9, 3, 2.0**-6),
         ("dnc", 7, 1, 2.0**-5),
         ("dnc", 10, 4, 2.0**-4),  # zero wins here
-        ("low_rank", 6, 5, 2.0**-4),
+        ("pair", 6, 5, 2.0**-4),
     ],
 )
 def test_optimal_scale_matches_dense_grid_of_reduced_loss(structure, K, L, lam):
@@ -130,7 +127,7 @@ def test_optimal_dnc_scale_solves_critical_point_equation_19(K, L, lam, n):
 
 @pytest.mark.parametrize("K, L, lam, n", [(10, 2, LAM, 5), (6, 4, 1e-3, 3), (4, 7, 1e-5, 2)])
 def test_optimal_pair_scale_solves_critical_point_equation_27(K, L, lam, n):
-    b, _ = theory.optimal_scale("low_rank", K, n, L, lam)
+    b, _ = theory.optimal_scale("pair", K, n, L, lam)
     rhs = (
         (2 * b) ** ((L - 1) / (L + 1))
         * (K - 2 + 2 * math.exp(-b))
@@ -139,7 +136,7 @@ def test_optimal_pair_scale_solves_critical_point_equation_27(K, L, lam, n):
     assert lam * n ** (1 / (L + 1)) == pytest.approx(rhs, rel=1e-10)
 
 
-@pytest.mark.parametrize("structure", ["dnc", "low_rank"])
+@pytest.mark.parametrize("structure", ["dnc", "pair"])
 @pytest.mark.parametrize("K, L, lam", [(10, 2, LAM), (7, 3, 1e-3), (10, 5, 2.0**-4)])
 def test_optimal_matrix_scale_agrees_with_closed_form_optimiser(structure, K, L, lam):
     direction = BUILD[structure](K, 5, 1.0)
@@ -152,7 +149,7 @@ def test_optimal_matrix_scale_agrees_with_closed_form_optimiser(structure, K, L,
 def test_optimal_scale_tiny_lam_at_large_depth_finds_the_nonzero_minimum():
     # The bracket [0, a_max] is huge here; the grid must still reach down to scales of order 10.
     lam = 0.004 / 13**2
-    for structure in ("dnc", "low_rank"):
+    for structure in ("dnc", "pair"):
         scale, loss = theory.optimal_scale(structure, 6, 5, 12, lam)
         assert 1.0 < scale < 100.0
         assert loss < 0.01
@@ -172,7 +169,7 @@ def test_theorem1_inequality_holds_exactly_on_stated_region():
 def test_theorem1_inequality_equals_direct_regulariser_comparison_at_equal_scale():
     for K in range(2, 15):
         for L in range(1, 9):
-            pair = float(schatten_regulariser(low_rank_logits(K, 2, 1.7), 0.1, L))
+            pair = float(schatten_regulariser(pair_logits(K, 2, 1.7), 0.1, L))
             dnc = float(schatten_regulariser(dnc_logits(K, 2, 1.7), 0.1, L))
             assert theory.theorem1_holds(K, L) == (pair < dnc), (K, L)
 
@@ -306,7 +303,7 @@ def test_search_global_optimum_finds_dnc_at_depth_one():
 def test_search_global_optimum_never_worse_than_known_structures_at_depth_two():
     K, n, L, lam = 6, 5, 2, 4e-4
     res = theory.search_global_optimum(K, n, [L], [lam], starts=12, steps=300, progress=False)
-    known = min(theory.optimal_scale(s, K, n, L, lam)[1] for s in ("dnc", "low_rank"))
+    known = min(theory.optimal_scale(s, K, n, L, lam)[1] for s in ("dnc", "pair"))
     assert float(res.best_loss[0]) <= known * (1 + 1e-6)
 
 
@@ -336,31 +333,13 @@ def test_search_global_optimum_exchange_round_tries_directions_across_configurat
     assert (res.best_loss <= res.losses[:, :2].min(dim=1).values).all()
 
 
-def test_describe_cells_lists_true_cells_by_depth():
-    mask = np.array([[False, True], [True, True], [False, False]])
-    assert theory.describe_cells(mask, [4, 5, 6], [1, 2]) == "K = 5 at L = 1; K = 4, 5 at L = 2"
-    assert theory.describe_cells(np.zeros((3, 2)), [4, 5, 6], [1, 2]) == "none"
-
-
 def test_zero_comparison_bound_is_where_one_singular_value_costs_log_K():
     K, L, lam = 10, 5, 0.3
     s = theory.zero_comparison_bound(K, L, lam)
     assert 0.5 * lam * (L + 1) * s ** (2 / (L + 1)) == pytest.approx(math.log(K), rel=1e-12)
 
 
-def test_summarise_runs_recognises_a_trained_dnc_optimum():
-    K, n, L, d, lam = 4, 2, 2, 6, 1e-2
-    alpha, loss = theory.optimal_scale("dnc", K, n, L, lam)
-    start = [P.unsqueeze(0) for P in factorize(dnc_logits(K, n, alpha), L, d, seed=0)]
-    result = train(K, n, L, d, lam, seeds=[0], steps=200, params=start, progress=False)
-    (row,) = theory.summarise_runs(result, window=100)
-    assert row["structure"] == "dnc" and row["rank"] == K - 1
-    assert row["theory_loss"] == pytest.approx(loss, rel=1e-12)
-    assert row["rel_error"] < 1e-9
-    assert row["plateau_change"] < 1e-9
-
-
-@pytest.mark.parametrize("structure", ["dnc", "low_rank"])
+@pytest.mark.parametrize("structure", ["dnc", "pair"])
 def test_optimal_mixture_without_pairs_or_simplex_is_dnc_or_the_pair_structure(structure):
     K, n, L, lam = 10, 5, 2, 2**-10
     split = ([*range(K)], []) if structure == "dnc" else ([], [(c, c + 1) for c in range(0, K, 2)])
@@ -380,19 +359,6 @@ def test_optimal_mixture_scales_are_a_minimum_of_the_reduced_loss():
         assert nearby > loss
 
 
-def test_gradient_descent_started_at_the_optimal_mixture_stays_there():
-    K, n, L, d, lam = 6, 2, 2, 8, 1e-2
-    simplex, pairs = [0, 1, 2, 3], [(4, 5)]
-    a, b, loss = theory.optimal_mixture(K, n, L, lam, simplex, pairs)
-    T_S, T_P = mixture_components(K, simplex, pairs)
-    Z = expand_classes(a * T_S + b * T_P, n)
-    start = [P.unsqueeze(0) for P in factorize(Z, L, d, seed=0)]
-    result = train(K, n, L, d, lam, seeds=[0], steps=300, params=start, progress=False)
-    (row,) = theory.summarise_runs(result, window=100)
-    assert (row["structure"], row["simplex_classes"], row["pairs"]) == ("mixture", 4, 1)
-    assert row["rel_error"] < 1e-9 and row["plateau_change"] < 1e-9
-
-
 @pytest.mark.parametrize("L", [1, 2, 3])
 @pytest.mark.parametrize("lam", [2**-3, 2**-6, 2**-12])
 def test_critical_scales_solve_the_papers_equations_19_and_27(L, lam):
@@ -400,7 +366,7 @@ def test_critical_scales_solve_the_papers_equations_19_and_27(L, lam):
     for a in theory.critical_scales("dnc", K, n, L, lam):  # Eq. 19
         rhs = a ** ((L - 1) / (L + 1)) / (math.exp(a) + K - 1)
         assert lam * n ** (1 / (L + 1)) == pytest.approx(rhs, rel=1e-9)
-    for b in theory.critical_scales("low_rank", K, n, L, lam):  # Eq. 27, even K
+    for b in theory.critical_scales("pair", K, n, L, lam):  # Eq. 27, even K
         rhs = (2 * b) ** ((L - 1) / (L + 1)) * (K - 2 + 2 * math.exp(-b))
         rhs /= K * (math.exp(b) + math.exp(-b) + K - 2)
         assert lam * n ** (1 / (L + 1)) == pytest.approx(rhs, rel=1e-9)
@@ -419,20 +385,6 @@ def test_dnc_has_a_small_and_a_scale_divergent_critical_point_for_small_lam():
     assert len(theory.critical_scales("dnc", K, n, L, 1.0)) == 0  # lam too large: none
 
 
-def test_summarise_sweep_gives_the_rows_of_summarise_runs_for_the_same_runs(tmp_path):
-    K, n, L, lam = 4, 2, 2, 1e-2
-    configs = grid(seeds=[0, 1, 2], d=6, lam=lam, init_scale=0.5)
-    kwargs = dict(steps=3000, record_every=100, progress=False)
-    sweep = run_sweep(configs, tmp_path, K=K, n=n, L=L, **kwargs)
-    alone = train(K, n, L, 6, lam, seeds=[0, 1, 2], init_scale=0.5, **kwargs)
-    rows = theory.summarise_sweep(sweep, window=500)
-    for row, expected in zip(rows, theory.summarise_runs(alone, window=500), strict=True):
-        assert row["d"] == 6 and row["lam"] == lam
-        for key, value in expected.items():
-            close = pytest.approx(value, rel=1e-9) if isinstance(value, float) else value
-            assert row[key] == close, key
-
-
 # --- argument checks ----------------------------------------------------------------------------
 
 
@@ -448,7 +400,7 @@ def test_summarise_sweep_gives_the_rows_of_summarise_runs_for_the_same_runs(tmp_
         (lambda: theory.optimal_scale("dnc", 4, 2, 2, -1.0), "lam"),
         (lambda: theory.structure_fit("dnc", 4, -1.0), "scale"),
         (lambda: theory.structure_loss("dnc", 4, 2, 2, 0.1, [1.0, float("nan")]), "scale"),
-        (lambda: theory.structure_regulariser("low_rank", 4, 2, 2, 0.1, -0.5), "scale"),
+        (lambda: theory.structure_regulariser("pair", 4, 2, 2, 0.1, -0.5), "scale"),
         (lambda: theory.optimal_matrix_scale(torch.ones(3, 4), 2, 0.1), "M.shape"),
         (lambda: theory.theorem1_maps([4], [2], 5, LAM, tie_rtol=0.0), "tie_rtol"),
         (lambda: theory.column_margins(torch.eye(3), 3, 2), "M.shape"),
@@ -465,7 +417,6 @@ def test_summarise_sweep_gives_the_rows_of_summarise_runs_for_the_same_runs(tmp_
         (lambda: theory.search_global_optimum(4, 2, [0], [0.1], steps=1), "L"),
         (lambda: theory.search_global_optimum(4, 2, [1], [0.1], steps=1, dtype="int8"), "dtype"),
         (lambda: theory.zero_comparison_bound(4, 2, 0.0), "lam"),
-        (lambda: theory.describe_cells(np.zeros((2, 2)), [4], [1, 2]), "mask.shape"),
         (
             lambda: theory.search_global_optimum(
                 4, 2, [1], [0.1], structured={"bad": torch.eye(3)}, steps=1
@@ -476,7 +427,6 @@ def test_summarise_sweep_gives_the_rows_of_summarise_runs_for_the_same_runs(tmp_
             lambda: theory.search_global_optimum(4, 2, [1], [0.1], steps=1, exchange_steps=-1),
             "exchange_steps",
         ),
-        (lambda: theory.summarise_runs(None, window=0), "window"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_the_argument(call, name):

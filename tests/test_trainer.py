@@ -302,3 +302,88 @@ def test_every_thread_that_steps_a_block_flushes_subnormals(blocked_threaded, mo
     train(K, n, 2, 5, 0.01, seeds=range(4), steps=30, record_every=10, progress=False)
     assert seen and threading.get_ident() not in seen  # the steps ran on worker threads
     assert all(seen.values()), seen
+
+
+def test_divergence_names_how_many_and_the_first_runs():
+    with pytest.raises(DivergenceError) as info:
+        train(
+            K,
+            n,
+            2,
+            6,
+            0.01,
+            seeds=range(6),
+            init_scale=[0.1] + [30.0] * 5,
+            lr=[0.1] + [50.0] * 5,
+            steps=200,
+            record_every=10,
+            progress=False,
+        )
+    message = str(info.value)
+    assert "5 of 6 run(s) diverged" in message
+    assert "run 1 (seed=1" in message and "run 3 (seed=3" in message and "and 2 more" in message
+    assert "smaller learning rate lr (largest here: 50)" in message
+
+
+def test_a_non_finite_start_is_not_blamed_on_the_learning_rate():
+    with pytest.raises(DivergenceError, match="starting point") as info:
+        train(K, n, 2, 6, 0.01, seeds=[0], init_scale=1e200, steps=10, progress=False)
+    assert "learning rate" not in str(info.value)
+
+
+def test_given_parameters_must_be_finite_and_of_the_batch_shape():
+    runs = make_runs([0, 1], d=6, init_scale=1.0, lam=0.01, lr=0.1)
+    params = init_params(K, n, 2, runs)
+    params[2][1, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"params\[2\] is not allowed: 1 of its 48 entries"):
+        train(K, n, 2, 6, 0.01, seeds=[0, 1], steps=5, params=params, progress=False)
+    params = init_params(K, n, 2, runs)
+    with pytest.raises(
+        ValueError, match=r"params\[0\].shape=\(2, 6, 12\) is not allowed: must be \(1, 6, 12\)"
+    ):
+        train(K, n, 2, 6, 0.01, seeds=[0], steps=5, params=params, progress=False)
+    with pytest.raises(ValueError, match=r"len\(params\)=2 is not allowed: L=2 needs 3"):
+        train(K, n, 2, 6, 0.01, seeds=[0, 1], steps=5, params=params[:2], progress=False)
+
+
+def test_recorded_divergence_lets_the_other_runs_finish_as_they_would_alone():
+    kwargs = dict(steps=200, record_every=10, progress=False)
+    result = train(
+        K,
+        n,
+        2,
+        6,
+        0.01,
+        seeds=[0, 1, 2],
+        init_scale=[0.1, 30.0, 0.5],
+        lr=[0.1, 50.0, 0.1],
+        on_divergence="record",
+        **kwargs,
+    )
+    assert result.diverged[0] is None and result.diverged[2] is None
+    assert result.diverged[1] is not None and result.steps_done == 200
+    for i, scale in ((0, 0.1), (2, 0.5)):
+        alone = train(K, n, 2, 6, 0.01, seeds=[i], init_scale=scale, lr=0.1, **kwargs)
+        assert torch.allclose(result.losses[i], alone.losses[0], rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="on_divergence='skip'"):
+        train(K, n, 2, 6, 0.01, seeds=[0], steps=5, on_divergence="skip", progress=False)
+
+
+def test_numpy_seeds_and_sizes_are_accepted():
+    import numpy as np
+
+    result = train(
+        np.int64(K),
+        np.int64(n),
+        np.int64(2),
+        np.array([6, 5, 6]),
+        np.float32(0.01),
+        seeds=np.arange(3),
+        steps=20,
+        progress=False,
+    )
+    plain = train(
+        K, n, 2, [6, 5, 6], float(np.float32(0.01)), seeds=[0, 1, 2], steps=20, progress=False
+    )
+    assert torch.equal(result.losses, plain.losses)
+    assert [type(r.seed) for r in result.runs] == [int] * 3

@@ -1,10 +1,22 @@
 """Argument checks: each names the argument, its value and the rule."""
 
+import numpy as np
 import pytest
 import torch
 
-from dufm.structures import dnc_logits, factorize, low_rank_logits
-from dufm.validation import check_activation, check_device, check_dtype, check_sizes
+from dufm.structures import dnc_logits, factorize, pair_logits
+from dufm.validation import (
+    check_activation,
+    check_bool,
+    check_device,
+    check_dtype,
+    check_int,
+    check_int_list,
+    check_nonnegative,
+    check_number_list,
+    check_positive,
+    check_sizes,
+)
 
 
 @pytest.mark.parametrize(
@@ -27,7 +39,7 @@ def test_structures_reject_negative_scale_and_bad_sizes():
     with pytest.raises(ValueError, match=r"scale=-1.0 .*>= 0"):
         dnc_logits(3, 2, -1.0)
     with pytest.raises(ValueError, match="K=1"):
-        low_rank_logits(1, 2, 1.0)
+        pair_logits(1, 2, 1.0)
     with pytest.raises(ValueError, match="d=2"):
         factorize(dnc_logits(3, 2, 1.0), 2, 2)
     with pytest.raises(ValueError, match="L=0"):
@@ -45,3 +57,50 @@ def test_activation_device_and_dtype_checks():
     with pytest.raises(ValueError, match="dtype='half'"):
         check_dtype("half")
     assert check_dtype("float32") is torch.float32
+
+
+def test_numpy_and_0d_tensor_numbers_are_accepted_as_plain_numbers():
+    for value in (np.int64(4), np.int32(4), np.uint8(4), torch.tensor(4)):
+        assert check_int("K", value, 2) == 4 and type(check_int("K", value, 2)) is int
+    for value in (np.float32(0.5), np.float64(0.5), torch.tensor(0.5)):
+        assert check_positive("lam", value) == 0.5 and type(check_positive("lam", value)) is float
+    assert check_nonnegative("scale", np.int64(0)) == 0.0
+    check_sizes(K=np.int64(4), n=np.int64(2), d=np.int64(5), L=np.int64(1))
+    assert check_int_list("seeds", np.arange(3), 0) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "message"),
+    [
+        (lambda v: check_int("K", v, 2), np.bool_(True), r"K=.*True.* integer"),
+        (lambda v: check_int("K", v, 2), np.float32(4.0), r"K=.*4.* integer"),
+        (lambda v: check_positive("lam", v), np.float32("nan"), r"lam=.*nan.* finite number > 0"),
+        (lambda v: check_int_list("Ks", v, 3), 4, r"Ks=4 is not allowed: must be a list"),
+        (lambda v: check_int_list("Ks", v, 3), "46", r"Ks='46' is not allowed: must be a list"),
+        (lambda v: check_int_list("Ks", v, 3), [], r"Ks=\[\] is not allowed: must list at least"),
+        (lambda v: check_int_list("Ks", v, 3), [4, 2], r"Ks\[1\]=2 is not allowed: .*>= 3"),
+        (lambda v: check_number_list("rtols", v, positive=True), [1e-3, 0], r"rtols\[1\]=0"),
+        (lambda v: check_bool("tied", v), 1, r"tied=1 is not allowed: must be True or False"),
+    ],
+)
+def test_list_bool_and_numpy_checks_name_the_value(check, value, message):
+    with pytest.raises(ValueError, match=message):
+        check(value)
+
+
+def test_an_unavailable_accelerator_is_a_value_error():
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ValueError, match="device='mps' is not allowed: MPS is not available"):
+            check_device("mps")
+    with pytest.raises(ValueError, match="device='cuda:7'"):
+        check_device("cuda:7")
+
+
+def test_check_each_names_the_parameter_by_its_keyword():
+    from dufm.validation import check_each, check_real
+
+    check_each(check_int, 1, steps=3, snapshots=np.int64(2))
+    with pytest.raises(ValueError, match=r"search_steps=100.0 is not allowed: must be an integer"):
+        check_each(check_int, 1, search_starts=4, search_steps=100.0)
+    with pytest.raises(ValueError, match=r"lam_ii_power=nan is not allowed: must be a finite"):
+        check_each(check_real, lam_ii_power=float("nan"))

@@ -1,18 +1,28 @@
 """dufm: numerics for the deep unconstrained feature model (Garrod & Keating, NeurIPS 2025).
 
-Modules, one responsibility each:
+Modules, one responsibility each (the chapter that uses a module most is named in its docstring):
 
 - ``validation``: argument checks shared by every public function.
-- ``structures``: the logit structures of the paper (DNC, the low-rank pair structure) and the
-  Lemma-1 factorisation of a logit matrix into deep-UFM parameters.
+- ``structures``: the logit structures of the paper in one vocabulary (``"dnc"``, ``"pair"``,
+  mixtures) and the Lemma-1 factorisation of a logit matrix into deep-UFM parameters.
 - ``losses``: the deep-UFM loss, its reference gradient and the reduced loss of Lemma 1.
 - ``trainer``: batched full-batch gradient descent over many independent runs (its engine:
   ``_engine``).
-- ``sweep``: resumable sweeps of many runs in batches; ``cluster``: the same on a Dask cluster.
+- ``sweep``: resumable sweeps of training runs over a grid of settings (Figures 2 and 5);
+  ``cluster``: the same on a Dask cluster.
+- ``experiments``: training with snapshots of measured quantities (chapter 1).
 - ``metrics``: neural-collapse metrics, singular-value profiles and a structure classifier.
+- ``geometry``: the exact Hessian, flatness, and the dimensions of the sets of critical
+  parameters (Theorems 4, 5 and 6).
+- ``theory``: the paper's theory by subject: ``theory.scales`` (Theorem 1, Eq. 19 and 27),
+  ``theory.superiority`` (Theorem 2), ``theory.optimum`` (Theorem 3).
+- ``outcomes``: what a run or a sweep ended in, against the optimum of its structure.
+- ``stats``: Wilson intervals and permutation trend tests.
 - ``checks``: the measured-versus-theory checks that chapters assert.
-- ``theory``: closed forms and one-dimensional optimisations of Theorems 1-3.
+- ``report``: HTML tables and prose helpers; ``plotting``: figures.
+- ``scorecard``: the chapters' machine-readable verdicts, read by the scorecard page.
 - ``run``: the papermill runner (``python -m dufm.run``).
+- ``files``: file modes and temporary files of the runner and the sweeps.
 """
 
 __version__ = "0.1.0"

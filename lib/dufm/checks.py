@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from . import losses
 from .losses import forward, full_loss, loss_and_grads, one_hot_labels, reduced_loss
 from .metrics import balancedness_residual, dnc_metrics
 
@@ -25,8 +26,8 @@ def _require(error: float, tol: float, what: str) -> float:
 
 
 def regulariser(params: list) -> float:
-    """(1/2) sum of the squared Frobenius norms of [H_1, W_1, ..., W_L] (weight decay / lam)."""
-    return 0.5 * sum(float(P.double().pow(2).sum()) for P in params)
+    """``dufm.losses.regulariser`` as a float: (1/2) sum of the squared Frobenius norms."""
+    return float(losses.regulariser(params))
 
 
 def check_balanced(params: list, tol: float = 1e-8) -> float:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from concurrent.futures import as_completed
 
 NONE, LOCAL = "none", "local"
 # scheme://host[:port]; the schemes distributed's communication layer knows
@@ -74,3 +75,20 @@ def sweep_executor(scheduler: str = NONE, *, timeout: float = 10.0, n_workers: i
             ) from None
         stack.enter_context(client)
         yield client.get_executor()
+
+
+def completed(fn, jobs: list, executor=None):
+    """``(key, fn(*args))`` for every ``(key, args)`` of ``jobs`` (``run_sweep``'s batches): one
+    after another in this process when ``executor`` is None, else all submitted at once and
+    yielded as they finish (the tasks not yet finished are cancelled if the caller stops)."""
+    if executor is None:
+        for key, args in jobs:
+            yield key, fn(*args)
+        return
+    tasks = {executor.submit(fn, *args): key for key, args in jobs}
+    try:
+        for future in as_completed(tasks):
+            yield tasks[future], future.result()
+    finally:
+        for future in tasks:
+            future.cancel()

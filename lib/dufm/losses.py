@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from .validation import check_activation, check_int, check_logits, check_positive
+from .validation import (
+    check_activation,
+    check_int,
+    check_logit_shape,
+    check_logits,
+    check_params,
+    check_positive,
+)
 
 
 def class_labels(K: int, n: int, device=None) -> torch.Tensor:
@@ -25,29 +32,45 @@ def mean_cross_entropy(Z: torch.Tensor) -> torch.Tensor:
     """(1/(Kn)) g(Z): mean over columns of -log softmax(z)_class, class-ordered columns.
 
     Z may carry leading batch dimensions: shape (..., K, Kn); the result has shape (...).
+    Only the shape and dtype are checked (no data access: it runs inside autograd and loops).
     """
+    check_logit_shape(Z)
     K, N = Z.shape[-2:]
     labels = class_labels(K, N // K, device=Z.device)
     true = Z[..., labels, torch.arange(N, device=Z.device)]
     return (torch.logsumexp(Z, dim=-2) - true).mean(dim=-1)
 
 
+def exact_singular_values(A: torch.Tensor) -> torch.Tensor:
+    """Singular values of A (..., m, n), descending, with rounding residues set to exact zeros.
+
+    The library's one cut-off for "this singular value is zero": below the rounding level
+    max(m, n) * eps * s_max of A's dtype. Roots s^{2/(L+1)} of the Schatten term and of the
+    Lemma-1 factorisation would otherwise turn a 1e-15 residue into a 3e-8 loss term or a 1e-6
+    entry of every factor. (The numerical rank of a *trained* solution, which is only near a
+    structure, is ``dufm.metrics.numerical_rank``.)
+    """
+    s = torch.linalg.svdvals(A)
+    floor = max(A.shape[-2:]) * torch.finfo(A.dtype).eps * s.amax(dim=-1, keepdim=True)
+    return torch.where(s > floor, s, torch.zeros_like(s))
+
+
 def schatten_regulariser(Z: torch.Tensor, lam: float, L: int) -> torch.Tensor:
     """(lam/2)(L+1) sum_i s_i(Z)^{2/(L+1)}: least regulariser over factorisations of Z (Lemma 1).
 
-    Singular values below the rounding level max(K, Kn) * eps * s_max are taken as exact zeros:
-    the root s^{2/(L+1)} would otherwise turn a 1e-15 rounding residue into a 3e-8 loss term.
+    Singular values at rounding level are exact zeros (``exact_singular_values``).
     """
-    s = torch.linalg.svdvals(Z)
-    floor = max(Z.shape[-2:]) * torch.finfo(Z.dtype).eps * s.amax(dim=-1, keepdim=True)
-    s = torch.where(s > floor, s, torch.zeros_like(s))
+    check_logit_shape(Z)
+    check_positive("lam", lam)
+    check_int("L", L, 1)
+    s = exact_singular_values(Z)
     return 0.5 * lam * (L + 1) * s.pow(2.0 / (L + 1)).sum(dim=-1)
 
 
 def reduced_loss(Z: torch.Tensor, lam: float, L: int) -> float:
     """Reduced loss Lred_L(Z) = (1/(Kn)) g(Z) + (lam/2)(L+1) sum_i s_i(Z)^{2/(L+1)} (Lemma 1).
 
-    Z: (K, Kn) with class-ordered columns; K and n are read from its shape.
+    Z: (K, Kn) with class-ordered columns, real and finite; K and n are read from its shape.
     """
     check_logits(Z)
     check_positive("lam", lam)
@@ -72,17 +95,19 @@ def forward(params: list, activation: str = "linear") -> list:
     return feats
 
 
+def regulariser(params: list) -> torch.Tensor:
+    """(1/2)(||H_1||^2 + sum_l ||W_l||^2), float64 and differentiable: the weight-decay term of
+    Eq. (1) divided by lam. Works on batched parameters (leading dimensions are kept)."""
+    return 0.5 * sum(P.double().pow(2).sum(dim=(-2, -1)) for P in params)
+
+
 def full_loss(params: list, lam: float, activation: str = "linear") -> float:
     """Deep-UFM loss (1/(Kn)) g(Z) + (lam/2)(||H_1||^2 + sum_l ||W_l||^2), Eq. (1) of the paper."""
     check_positive("lam", lam)
-    if len(params) < 2:
-        raise ValueError(
-            f"params has {len(params)} matrices: need [H_1, W_1, ..., W_L] with L >= 1"
-        )
+    params = check_params(params)
     Z = forward(params, activation)[-1]
     check_logits(Z)
-    reg = sum(float(P.double().pow(2).sum()) for P in params)
-    return float(mean_cross_entropy(Z.double())) + 0.5 * lam * reg
+    return float(mean_cross_entropy(Z.double())) + lam * float(regulariser(params))
 
 
 def loss_and_grads(params: list, targets: torch.Tensor, lam: torch.Tensor, activation: str):

@@ -91,6 +91,40 @@ def dnc_metrics(params: list, activation: str = "linear") -> dict:
     }
 
 
+def _mean_and_centred_norms(H: torch.Tensor, K: int) -> tuple[float, float]:
+    """(||mu 1^T||_F, ||C||_F) for class means M = mu 1^T + C of H (C globally centred)."""
+    M = class_means(H, K)
+    mu = M.mean(dim=1, keepdim=True)
+    return float(torch.linalg.vector_norm(mu) * K**0.5), float(torch.linalg.matrix_norm(M - mu))
+
+
+def assumption1_ratios(params: list) -> dict:
+    """Assumption 1 of Theorem 7, measured layer by layer on a deep ReLU UFM's features.
+
+    For each ReLU layer l = 2..L the class means of H_l (before ReLU) and of relu(H_l) (after)
+    are split as M = mu 1^T + C (global mean mu, globally centred C). Returns lists of L-1 floats:
+    ``before`` and ``after``, the ratios ||mu 1^T||_F / ||C||_F (Assumption 1: after >= before);
+    ``centred_shrink``, ||C_after||_F / ||C_before||_F (the bound of Theorem 7's proof needs
+    <= 1, which Assumption 1 implies since ReLU does not increase the Frobenius norm); and
+    ``dnc2_before``, ``dnc2_after`` (``dnc2`` of the two feature matrices: 0 when the centred
+    means form a simplex, as Definition 5 requires). ``params`` = [H_1, W_1, ..., W_L], one
+    run (chapter 8).
+    """
+    K = params[-1].shape[0]
+    feats = forward(params, "relu")[1:-1]  # H_2 .. H_L
+    out = {key: [] for key in ("before", "after", "centred_shrink", "dnc2_before", "dnc2_after")}
+    for H in feats:
+        mean_pre, centred_pre = _mean_and_centred_norms(H, K)
+        mean_post, centred_post = _mean_and_centred_norms(torch.relu(H), K)
+        out["before"].append(mean_pre / centred_pre if centred_pre > 0 else float("inf"))
+        out["after"].append(mean_post / centred_post if centred_post > 0 else float("inf"))
+        shrink = centred_post / centred_pre if centred_pre > 0 else float("nan")
+        out["centred_shrink"].append(shrink)
+        out["dnc2_before"].append(dnc2(H, K))
+        out["dnc2_after"].append(dnc2(torch.relu(H), K))
+    return out
+
+
 def class_mean_logits(Z: torch.Tensor) -> torch.Tensor:
     """The K x K class-mean logit matrix (column c = mean logit vector of class c)."""
     K, _ = check_logits(Z)

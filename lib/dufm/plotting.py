@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
 import torch
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
 
 def logit_heatmap(ax, M: torch.Tensor, title: str = "") -> None:
@@ -48,10 +51,6 @@ def region_map(ax, codes, Ks, Ls, categories: dict, outline=None, title: str = "
     (label, colour). ``outline`` is an optional boolean array of the same shape whose region's
     boundary is drawn as a thick black line (e.g. the region stated in the paper).
     """
-    import numpy as np
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
     codes = np.asarray(codes)
     keys = sorted(categories)
     index = {key: i for i, key in enumerate(keys)}
@@ -96,8 +95,6 @@ def singular_value_scatter(ax, depths, values, floor: float, color: str = "C0", 
     drawn as one dot labelled with their multiplicity; exact zeros, which a log scale cannot show,
     are drawn as crosses at ``floor`` labelled with their count.
     """
-    import numpy as np
-
     first = True
     for L, row in zip(depths, values, strict=True):
         row = np.sort(np.asarray(row, dtype=float))[::-1]
@@ -126,33 +123,3 @@ def _count_label(ax, text: str, xy, color) -> None:
     ax.annotate(
         text, xy, textcoords="offset points", xytext=(5, 3), fontsize="x-small", color=color
     )
-
-
-def html_table(headers, rows, caption: str = ""):
-    """An HTML table (IPython ``HTML``) for a notebook output: rendered by any book renderer.
-
-    ``headers`` is a list of column titles; ``rows`` a list of lists of cell values, shown with
-    ``str`` (format them first). Numbers are right-aligned.
-    """
-    from html import escape
-
-    from IPython.display import HTML
-
-    def cell(value, tag):
-        align = "right" if isinstance(value, int | float) or _numeric(value) else "left"
-        return f'<{tag} style="text-align: {align}">{escape(str(value))}</{tag}>'
-
-    head = "".join(cell(h, "th") for h in headers)
-    body = "".join("<tr>" + "".join(cell(v, "td") for v in row) + "</tr>" for row in rows)
-    title = f"<caption>{escape(caption)}</caption>" if caption else ""
-    return HTML(
-        f'<table class="table">{title}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-    )
-
-
-def _numeric(text) -> bool:
-    try:
-        float(str(text).replace("×", ""))
-    except ValueError:
-        return False
-    return True

@@ -11,7 +11,14 @@ result (a failed run's partial notebook is kept as ``<out>/<stem>.failed.ipynb``
 Parameter sets (``--params``): ``book`` is the notebook's own defaults; ``ci`` and ``paper`` are
 read from ``chapters/params/<stem>.yml`` (top-level keys ``ci``, ``paper``, optionally ``book``);
 a path to a YAML file gives either one flat mapping for every chapter or a mapping keyed by
-chapter stem. ``-p NAME VALUE`` overrides single values on top of the set.
+chapter stem (every key a chapter of ``_toc.yml``, and an entry for each chapter run).
+``-p NAME VALUE`` overrides single values on top of the set. Values are read with the YAML 1.2
+core schema (``010`` is 10, ``1:30`` and ``yes`` are strings).
+
+Bad input is a one-line ``error:`` and exit status 2 before anything runs (a chapter's own check
+of its values, in the cell after its ``parameters`` cell, also ends with status 2); a failed
+chapter gives status 1, an interrupt (Ctrl-C: 130, SIGTERM: 143, SIGHUP: 129) leaves the
+earlier results as they were and no temporary file. ``--debug`` shows the tracebacks.
 
 Examples::
 
@@ -23,11 +30,14 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
+import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +48,8 @@ import papermill
 import yaml
 from papermill.exceptions import PapermillExecutionError
 
+from .files import new_temp_file, stale_temp_files
+
 SET_NAMES = ("ci", "book", "paper")
 PARAMS_DIR = "params"
 SOURCE_LINES = 6
@@ -45,6 +57,7 @@ SOURCE_LINES = 6
 __all__ = [
     "SET_NAMES",
     "ChapterError",
+    "ParameterRejected",
     "allowed_parameters",
     "check_parameters",
     "execute_chapter",
@@ -59,10 +72,21 @@ __all__ = [
 class ChapterError(RuntimeError):
     """A chapter failed to execute: names the chapter, the cell, its first lines and the error."""
 
-    def __init__(self, chapter, cell_index, source, ename, evalue, partial=None, exec_count=None):
+    def __init__(
+        self,
+        chapter,
+        cell_index,
+        source,
+        ename,
+        evalue,
+        partial=None,
+        exec_count=None,
+        kernel_traceback=(),
+    ):
         self.chapter, self.cell_index, self.source = chapter, cell_index, source
         self.ename, self.evalue, self.partial = ename, evalue, partial
         self.exec_count = exec_count
+        self.kernel_traceback = list(kernel_traceback or ())
         super().__init__(self._message())
 
     def _message(self) -> str:
@@ -80,27 +104,102 @@ class ChapterError(RuntimeError):
         return "\n".join(lines)
 
 
+class ParameterRejected(ChapterError):
+    """The chapter's own parameter check (the cell after ``parameters``) rejected a value: a usage
+    error, reported in one line; nothing was computed and no partial notebook is kept."""
+
+    def _message(self) -> str:
+        return f"chapter {self.chapter}: parameter rejected: {self.evalue}"
+
+
 # --- YAML values -------------------------------------------------------------------------------
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` (no dot, YAML 1.2 style) as a float."""
+    """The YAML 1.2 core schema: ``1e-3`` is a float, ``010`` is 10 and ``08`` is 8 (decimal),
+    ``0o17``/``0x1f`` octal/hex; ``1:30``, ``yes``, ``on`` and ``2020-01-01`` stay strings."""
+
+    yaml_implicit_resolvers: dict = {}  # none of PyYAML's YAML 1.1 rules
 
 
-_FLOAT = re.compile(
-    r"^[-+]?(?:\d[\d_]*)?\.?\d*(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
-)
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+_CORE = {
+    "null": (r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    "bool": (r"true|True|TRUE|false|False|FALSE", list("tTfF")),
+    "int": (r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", list("-+0123456789")),
+    "float": (
+        r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
+        list("-+0123456789."),
+    ),
+}
+for _tag, (_pattern, _first) in _CORE.items():
+    _Loader.add_implicit_resolver(
+        f"tag:yaml.org,2002:{_tag}", re.compile(f"^(?:{_pattern})$"), _first
+    )
 
 
-def _load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
+def _core_scalar(kind):
+    def construct(loader, node):
+        text = loader.construct_scalar(node)
+        try:
+            if kind == "bool":
+                if text.lower() not in ("true", "false"):
+                    raise ValueError(text)
+                return text.lower() == "true"
+            if kind == "int":
+                sign = -1 if text.startswith("-") else 1
+                digits = text.lstrip("+-")
+                base = {"0o": 8, "0x": 16}.get(digits[:2], 10)
+                return sign * int(digits[2:] if base != 10 else digits, base)
+            special = text.lower().replace(".inf", "inf").replace(".nan", "nan")
+            return float(special if special.lstrip("+-") in ("inf", "nan") else text)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{text!r} is not a YAML {kind}", node.start_mark
+            ) from None
+
+    return construct
 
 
-def parse_value(text: str) -> Any:
-    """Parse a ``-p`` value as YAML: ``3``, ``1e-3``, ``true``, ``cuda``, ``[1, 2]``."""
-    value = _load_yaml(text)
-    return text if value is None and text.strip() not in ("null", "~", "None") else value
+for _kind in ("bool", "int", "float"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_kind}", _core_scalar(_kind))
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """``line L, column C: problem`` of a PyYAML error."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
+def _load_yaml(text: str, origin: str = "YAML text") -> Any:
+    """Parse YAML (core schema); a syntax error is a ValueError naming ``origin`` and the line."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{origin} is not valid YAML: {_yaml_problem(err)}") from None
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} cannot be read: {err}") from None
+    return _load_yaml(text, str(path))
+
+
+def parse_value(text: str, name: str | None = None) -> Any:
+    """Parse a ``-p`` value as YAML 1.2: ``3``, ``1e-3``, ``true``, ``cuda``, ``[1, 2]``.
+
+    An unparseable value (``[3, 4``) is a ValueError naming the parameter ``name``.
+    """
+    try:
+        value = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as err:
+        label = f"-p {name} {text!r}" if name else repr(text)
+        raise ValueError(f"{label} is not a valid YAML value: {_yaml_problem(err)}") from None
+    return text if value is None and text.strip() not in ("null", "Null", "NULL", "~") else value
 
 
 # --- chapters and parameter sets ---------------------------------------------------------------
@@ -130,7 +229,9 @@ def toc_documents(root: str | os.PathLike = ".") -> list[str]:
     toc_path = Path(root) / "_toc.yml"
     if not toc_path.is_file():
         raise FileNotFoundError(f"no _toc.yml in {Path(root).resolve()}: give chapter paths")
-    toc = _load_yaml(toc_path.read_text())
+    toc = _read_yaml(toc_path)
+    if not isinstance(toc, Mapping) or "root" not in toc:
+        raise ValueError(f"{toc_path}: expected a jupyter-book table of contents with a 'root' key")
     body = [{"parts": toc.get("parts"), "chapters": toc.get("chapters")}]
     return [toc["root"], *_toc_files(body)]
 
@@ -148,13 +249,43 @@ def toc_chapters(root: str | os.PathLike = ".") -> list[Path]:
     return chapters
 
 
-def _select(mapping: Mapping, stem: str, origin: str) -> dict:
+def _known_chapters(chapter: Path) -> list[str]:
+    """Stems of the chapters of the ``_toc.yml`` above ``chapter`` (else of the notebooks in its
+    folder): the keys a parameter file keyed by chapter may use."""
+    for folder in list(chapter.resolve().parents)[:3]:
+        if (folder / "_toc.yml").is_file():
+            try:
+                return [p.stem for p in toc_chapters(folder)]
+            except (ValueError, FileNotFoundError):
+                break
+    return sorted(p.stem for p in chapter.parent.glob("*.md"))
+
+
+def _select(mapping: Any, chapter: Path, origin: str) -> dict:
     """A flat mapping applies to every chapter; a mapping of mappings is keyed by chapter stem."""
+    if mapping is None:
+        raise ValueError(
+            f"{origin} is empty: give parameters (steps: 5000) or parameters keyed by chapter "
+            "(01_deep_ufm: {steps: 5000})"
+        )
     if not isinstance(mapping, Mapping):
         kind = type(mapping).__name__
         raise ValueError(f"{origin}: expected a mapping of parameters, got {kind}")
     if mapping and all(isinstance(v, Mapping) for v in mapping.values()):
-        return dict(mapping.get(stem) or {})
+        known = _known_chapters(chapter)
+        unknown = [str(key) for key in mapping if key not in known]
+        if unknown:
+            raise ValueError(
+                f"{origin}: unknown chapter(s) {', '.join(map(repr, unknown))} (a file keyed by "
+                f"chapter needs chapter names as keys); chapters: {', '.join(known)}"
+            )
+        if chapter.stem not in mapping:
+            raise ValueError(
+                f"{origin} has no entry for chapter {chapter.stem} (it has: "
+                f"{', '.join(map(str, mapping))}); add '{chapter.stem}: {{}}' to run it on its "
+                "defaults"
+            )
+        return dict(mapping[chapter.stem])
     return dict(mapping)
 
 
@@ -167,7 +298,9 @@ def parameter_set(chapter_path: str | os.PathLike, name_or_file: str) -> dict:
             if name_or_file == "book":
                 return {}
             raise FileNotFoundError(f"set {name_or_file!r} of {chapter.stem}: no file {path}")
-        sets = _load_yaml(path.read_text()) or {}
+        sets = _read_yaml(path) or {}
+        if not isinstance(sets, Mapping):
+            raise ValueError(f"{path}: expected a mapping with keys {', '.join(SET_NAMES)}")
         if name_or_file not in sets and name_or_file != "book":
             raise ValueError(f"{path} has no {name_or_file!r} key (found: {', '.join(sets)})")
         chosen = sets.get(name_or_file) or {}
@@ -182,7 +315,7 @@ def parameter_set(chapter_path: str | os.PathLike, name_or_file: str) -> dict:
         )
     if not path.is_file():
         raise FileNotFoundError(f"parameter file not found: {path}")
-    return _select(_load_yaml(path.read_text()) or {}, chapter.stem, str(path))
+    return _select(_read_yaml(path), chapter, str(path))
 
 
 # --- execution ---------------------------------------------------------------------------------
@@ -190,8 +323,16 @@ def parameter_set(chapter_path: str | os.PathLike, name_or_file: str) -> dict:
 
 def _read_chapter(path: Path) -> nbformat.NotebookNode:
     if not path.is_file():
-        raise FileNotFoundError(f"chapter file not found: {path}")
-    return jupytext.read(path)
+        hint = ""
+        with contextlib.suppress(Exception):
+            hint = f" (chapters of _toc.yml: {', '.join(p.stem for p in toc_chapters())})"
+        raise FileNotFoundError(f"chapter file not found: {path}{hint}")
+    if path.suffix not in (".md", ".ipynb"):
+        raise ValueError(f"chapter {path} is not allowed: must be a .md or .ipynb notebook")
+    try:
+        return jupytext.read(path)
+    except Exception as err:  # noqa: BLE001 - any reader failure is a bad input file
+        raise ValueError(f"chapter {path} cannot be read as a notebook: {err}") from None
 
 
 def allowed_parameters(nb: nbformat.NotebookNode) -> dict:
@@ -220,12 +361,67 @@ def check_parameters(chapter: str, nb: nbformat.NotebookNode, parameters: Mappin
         )
 
 
-def _chapter_error(stem: str, err: Exception, partial: Path) -> ChapterError:
+def _check_cell_index(path: Path) -> int | None:
+    """Index (in an executed notebook) of the first code cell after the ``parameters`` cell and
+    papermill's ``injected-parameters`` cell: where a chapter checks its parameters."""
+    try:
+        cells = nbformat.read(path, as_version=4).cells
+    except Exception:  # noqa: BLE001 - an unreadable partial notebook: no usage verdict
+        return None
+    marker = "papermill-error-cell-tag"  # cells papermill adds to a failed notebook
+    cells = [c for c in cells if marker not in c.metadata.get("tags", [])]
+    tagged = [
+        i
+        for i, c in enumerate(cells)
+        if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))
+    ]
+    if not tagged:
+        return None
+    after = [i for i in range(tagged[-1] + 1, len(cells)) if cells[i].cell_type == "code"]
+    return after[0] if after else None
+
+
+def _chapter_error(stem: str, err: Exception, partial: Path | None) -> ChapterError:
     if isinstance(err, PapermillExecutionError):
-        return ChapterError(
-            stem, err.cell_index, err.source, err.ename, err.evalue, partial, err.exec_count
-        )
+        args = (stem, err.cell_index, err.source, err.ename, err.evalue)
+        if (
+            err.ename == "ValueError"
+            and partial is not None
+            and err.cell_index == _check_cell_index(partial)
+        ):
+            partial.unlink(missing_ok=True)  # nothing was computed: the message says it all
+            return ParameterRejected(*args, None, err.exec_count, err.traceback)
+        return ChapterError(*args, partial, err.exec_count, err.traceback)
     return ChapterError(stem, None, "", type(err).__name__, str(err).strip(), partial)
+
+
+def _kernel_arguments(kernel_name: str) -> list[str]:
+    """Quiet an IPython kernel's own log (the shutdown's "KeyboardInterrupt caught in kernel",
+    the TCP notice): the chapter's output and errors come through the notebook, not this log."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    try:
+        argv = KernelSpecManager().get_kernel_spec(kernel_name).argv
+    except Exception:  # noqa: BLE001 - unknown kernel: papermill reports it
+        return []
+    return ["--IPKernelApp.log_level=CRITICAL"] if any("ipykernel" in a for a in argv) else []
+
+
+def check_out_dir(out: str | os.PathLike) -> Path:
+    """Raise ValueError unless ``out`` is a writable folder or can be created as one."""
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise ValueError(f"--out {out} is not allowed: it is an existing file, not a folder")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise ValueError(f"--out {out} is not allowed: the folder is not writable")
+        return out
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        raise ValueError(f"--out {out} cannot be created: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out} cannot be created: {parent} is not writable")
+    return out
 
 
 def execute_chapter(
@@ -236,39 +432,66 @@ def execute_chapter(
 ) -> Path:
     """Execute one chapter with papermill; return ``<out_dir>/<stem>.ipynb``.
 
-    Raises ValueError for an unknown parameter name and ChapterError when a cell fails (the
-    partial notebook is then at ``<out_dir>/<stem>.failed.ipynb``; an earlier ``<stem>.ipynb``
-    is left untouched).
+    Raises ValueError for an unknown parameter name or an unusable ``out_dir``,
+    ``ParameterRejected`` when the chapter's own check rejects a value, and ChapterError when a
+    cell fails (the partial notebook is then at ``<out_dir>/<stem>.failed.ipynb``). An earlier
+    ``<stem>.ipynb`` is left untouched by every failure and interrupt; temporary files that a
+    killed run of the same chapter left in ``out_dir`` are removed.
     """
     path, parameters = Path(path), dict(parameters or {})
     nb = _read_chapter(path)
     check_parameters(path.stem, nb, parameters)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    final, failed = out / f"{path.stem}.ipynb", out / f"{path.stem}.failed.ipynb"
-    fd, tmp_name = tempfile.mkstemp(dir=out, prefix=f".{path.stem}.", suffix=".tmp.ipynb")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.chmod(0o644)
+    out = check_out_dir(out_dir)
     try:
-        papermill.execute_notebook(
-            nb,
-            str(tmp),
-            parameters=parameters,
-            cwd=str(path.resolve().parent),
-            kernel_name=kernel_name,
-            progress_bar=False,
-            log_output=True,
-        )
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {out} cannot be created: {err.strerror}") from None
+    final, failed = out / f"{path.stem}.ipynb", out / f"{path.stem}.failed.ipynb"
+    for target in (final, failed):
+        if target.is_dir():
+            raise ValueError(f"--out {out} is not allowed: {target} is a folder, not a notebook")
+    prefix, suffix = f".{path.stem}.", ".tmp.ipynb"
+    for stale in stale_temp_files(out, prefix, suffix):
+        stale.unlink(missing_ok=True)
+    tmp = new_temp_file(out, prefix, suffix)
+    try:
+        with _records_in(out / "records"):
+            papermill.execute_notebook(
+                nb,
+                str(tmp),
+                parameters=parameters,
+                cwd=str(path.resolve().parent),
+                kernel_name=kernel_name,
+                progress_bar=False,
+                log_output=True,
+                extra_arguments=_kernel_arguments(kernel_name),
+            )
     except Exception as err:
         _keep_partial(tmp, failed)
         raise _chapter_error(path.stem, err, failed if failed.exists() else None) from None
-    except BaseException:  # KeyboardInterrupt, SystemExit: drop the half-written file
+    except BaseException:  # KeyboardInterrupt, SIGTERM, SystemExit: drop the half-written file
         tmp.unlink(missing_ok=True)
         raise
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after a successful replace; never left behind
     failed.unlink(missing_ok=True)
     return final
+
+
+@contextlib.contextmanager
+def _records_in(folder: Path):
+    """The chapter's scorecard records go to ``folder`` (``<out>/records``), not to the book's
+    ``_build/records``, unless the user set ``$DUFM_RECORDS`` (see ``dufm.scorecard``)."""
+    if os.environ.get("DUFM_RECORDS"):
+        yield
+        return
+    os.environ["DUFM_RECORDS"] = str(folder.resolve())
+    try:
+        yield
+    finally:
+        del os.environ["DUFM_RECORDS"]
 
 
 def _keep_partial(tmp: Path, failed: Path) -> None:
@@ -308,46 +531,129 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", default="book", help="ci | book | paper | FILE.yml")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="output folder")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
+    parser.add_argument(
+        "--debug", action="store_true", help="show Python tracebacks of errors (default: one line)"
+    )
     return parser
+
+
+def _check_kernel(name: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    installed = sorted(KernelSpecManager().find_kernel_specs())
+    if name not in installed:
+        raise ValueError(
+            f"--kernel {name!r} is not allowed: no such Jupyter kernel here "
+            f"(installed: {', '.join(installed) or 'none'})"
+        )
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[Path, dict]]:
     """Chapters with their parameters, all checked before anything runs."""
     chapters = args.chapters or toc_chapters(Path.cwd())
-    overrides = {name: parse_value(value) for name, value in args.parameter}
+    overrides = {name: parse_value(value, name) for name, value in args.parameter}
     if args.device is not None:
         overrides["device"] = args.device
     if args.scheduler is not None:
         overrides["scheduler"] = args.scheduler
+    check_out_dir(args.out)
+    _check_kernel(args.kernel)
     plan = []
     for chapter in chapters:
+        nb = _read_chapter(chapter)  # a missing chapter is named before its parameter sets
         parameters = {**parameter_set(chapter, args.params), **overrides}
-        check_parameters(chapter.stem, _read_chapter(chapter), parameters)
+        check_parameters(chapter.stem, nb, parameters)
         plan.append((chapter, parameters))
     return plan
 
 
+class _Signalled(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled like Ctrl-C: the run in progress is dropped cleanly."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_signalled(signum, frame):
+    raise _Signalled(signum)
+
+
+@contextlib.contextmanager
+def _signals_as_interrupts():
+    """While running, SIGTERM (timeout, CI cancellation, schedulers) and SIGHUP raise
+    ``_Signalled`` in the main thread, so the cleanup of a Ctrl-C runs for them too."""
+    names = ("SIGTERM", "SIGHUP")
+    caught = [getattr(signal, n) for n in names if hasattr(signal, n)]
+    try:
+        previous = {s: signal.signal(s, _raise_signalled) for s in caught}
+    except ValueError:  # not the main thread: leave the handlers alone
+        previous = {}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _report(err: BaseException, debug: bool) -> None:
+    if debug:
+        traceback.print_exception(err, file=sys.stderr)
+        for line in getattr(err, "kernel_traceback", []):
+            print(line, file=sys.stderr)
+    print(f"error: {err}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (0: every chapter ran)."""
+    """Command-line entry point; returns the exit status.
+
+    0: every chapter ran; 1: a chapter failed; 2: bad input (arguments, parameter names or
+    values, parameter files, ``--out``); 130/143/129: interrupted by Ctrl-C/SIGTERM/SIGHUP.
+    """
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    with _signals_as_interrupts():
+        try:
+            return _main(args)
+        except KeyboardInterrupt as err:
+            signum = getattr(err, "signum", signal.SIGINT)
+            name = signal.Signals(signum).name
+            print(f"interrupted ({name}); earlier results kept", file=sys.stderr)
+            return 128 + signum
+        except Exception as err:  # noqa: BLE001 - no traceback for users, unless --debug
+            if args.debug:
+                raise
+            kind = type(err).__name__
+            print(f"error: {kind}: {err} (rerun with --debug for the traceback)", file=sys.stderr)
+            return 1
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         plan = _plan(args)
     except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        _report(err, args.debug)
         return 2
-    failures = 0
+    status = 0
     for chapter, parameters in plan:
         print(f"== {chapter.stem} with {parameters or 'its defaults'}", file=sys.stderr)
         try:
             print(execute_chapter(chapter, parameters, args.out, args.kernel))
+        except ParameterRejected as err:
+            _report(err, args.debug)
+            status = 2
+        except (ValueError, FileNotFoundError) as err:  # e.g. --out removed meanwhile
+            _report(err, args.debug)
+            status = 2
         except ChapterError as err:
-            print(f"error: {err}", file=sys.stderr)
-            failures += 1
-        except KeyboardInterrupt:
-            print(f"interrupted in {chapter.stem}; earlier results kept", file=sys.stderr)
-            return 130
-    return 1 if failures else 0
+            _report(err, args.debug)
+            status = max(status, 1)
+        except KeyboardInterrupt as err:
+            signum = getattr(err, "signum", signal.SIGINT)
+            name = signal.Signals(signum).name
+            print(f"interrupted ({name}) in {chapter.stem}; earlier results kept", file=sys.stderr)
+            return 128 + signum
+    return status
 
 
 if __name__ == "__main__":

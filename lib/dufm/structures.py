@@ -1,7 +1,8 @@
 """The logit structures of the paper and the Lemma-1 factorisation.
 
 - ``dnc_logits``: deep neural collapse, Z = alpha S kron 1_n^T (Definition 2).
-- ``low_rank_logits``: the pair structure of Eq. (5) that beats DNC in Theorem 1.
+- ``pair_logits``: the pair structure of Eq. (5) that beats DNC in Theorem 1.
+- ``logits``: either of them by name (``STRUCTURES``).
 - ``mixture_components``: a restricted simplex on some classes and pairs on the rest (Figure 5).
 - ``factorize``: deep-UFM parameters with the Lemma-1 structure whose product is a given Z.
 """
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import torch
 
+from .losses import exact_singular_values
 from .validation import check_int, check_logits, check_nonnegative, check_sizes
 
 DTYPE = torch.float64
+STRUCTURES = ("dnc", "pair")  # the two structures of Theorem 1, one vocabulary for the book
 
 
 def simplex_matrix(K: int, dtype: torch.dtype = DTYPE, device=None) -> torch.Tensor:
@@ -81,7 +84,7 @@ def dnc_logits(K: int, n: int, scale: float) -> torch.Tensor:
     return expand_classes(scale * simplex_matrix(K), n)
 
 
-def low_rank_logits(K: int, n: int, scale: float) -> torch.Tensor:
+def pair_logits(K: int, n: int, scale: float) -> torch.Tensor:
     """Z_LR = scale * B kron 1_n^T, K x Kn float64, the pair structure of Eq. (5), any K >= 2.
 
     Margin 2*scale over the partner class and scale over the others; for odd K the unpaired
@@ -90,6 +93,19 @@ def low_rank_logits(K: int, n: int, scale: float) -> torch.Tensor:
     check_sizes(K=K, n=n)
     check_nonnegative("scale", scale)
     return expand_classes(scale * pair_matrix(K), n)
+
+
+def check_structure(structure: object) -> str:
+    """``structure`` itself if it is one of ``STRUCTURES``, else a ValueError naming it."""
+    if structure not in STRUCTURES:
+        raise ValueError(f"structure={structure!r} is not allowed: must be one of {STRUCTURES}")
+    return structure
+
+
+def logits(structure: str, K: int, n: int, scale: float) -> torch.Tensor:
+    """The logit matrix (K x Kn float64) of a structure named in ``STRUCTURES`` at a scale."""
+    check_structure(structure)
+    return (dnc_logits if structure == "dnc" else pair_logits)(K, n, scale)
 
 
 def random_orthogonal(
@@ -101,22 +117,22 @@ def random_orthogonal(
     return Q * torch.sign(torch.diagonal(R)).unsqueeze(0)
 
 
-def factorize(Z: torch.Tensor, L: int, d: int, seed: int = 0, rtol: float = 1e-12) -> list:
+def factorize(Z: torch.Tensor, L: int, d: int, seed: int = 0) -> list:
     """Deep-UFM parameters [H_1, W_1, ..., W_L] with the Lemma-1 structure and product Z.
 
     With Z = U diag(s) V^T, every factor gets singular values s^{1/(L+1)} and the chain is
     H_1 = U_0 Sbar V^T, W_l = U_l Sigma U_{l-1}^T, W_L = U Sigma U_{L-1}^T with random
     orthogonal U_0..U_{L-1} (d x d, from ``seed``). The result is balanced
     (W_{l+1}^T W_{l+1} = W_l W_l^T) and attains the Schatten bound, so its regulariser is
-    the reduced loss's. Singular values below ``rtol * s_max`` are set to zero before the
-    root is taken (a 1e-16 would otherwise leak as 1e-6 into every factor).
+    the reduced loss's. Singular values at rounding level are set to zero before the root is
+    taken (``dufm.losses.exact_singular_values``).
 
     Shapes: Z (K, Kn); H_1 (d, Kn); W_l (d, d) for l < L; W_L (K, d). All float64.
     """
     K, n = check_logits(Z)
     check_sizes(K=K, n=n, d=d, L=L)
     U, s, Vh = torch.linalg.svd(Z.to(DTYPE), full_matrices=False)  # U (K,K), s (K,), Vh (K,Kn)
-    s = torch.where(s > rtol * s.max(), s, torch.zeros_like(s))
+    s = torch.where(exact_singular_values(Z.to(DTYPE)) > 0, s, torch.zeros_like(s))
     root = s.pow(1.0 / (L + 1))
     gen = torch.Generator().manual_seed(int(seed))
     bases = [random_orthogonal(d, gen)[:, :K] for _ in range(L)]  # U_0 .. U_{L-1}, d x K

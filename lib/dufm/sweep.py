@@ -27,7 +27,6 @@ import os
 import sys
 import tempfile
 import warnings
-from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,14 +34,16 @@ import torch
 from tqdm import tqdm
 
 from . import trainer
+from .cluster import completed
+from .files import default_file_mode
 from .losses import forward
 from .trainer import train
-from .validation import check_int, check_nonnegative, check_positive, check_sizes
+from .validation import check_bool, check_int, check_nonnegative, check_positive, check_sizes
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # train() arguments that do not change the numbers a batch produces (beyond rounding): a sweep
 # started on the CPU can be finished on a GPU.
-_NOT_HASHED = ("device", "progress", "compile")
+_NOT_HASHED = ("device", "progress", "compile", "on_divergence")
 _FROM_CONFIGS = ("seeds", "d", "lam", "init_scale", "params")
 
 
@@ -64,6 +65,8 @@ class SweepResult:
     order); ``logit_svals`` (R, K), singular values of Z in decreasing order; ``feature_svals``
     (R, L, m), singular values of H_1, ..., H_L (m = min(largest d, Kn), zero-padded);
     ``losses[i]`` the loss history of run i at ``record_steps[i]``. All float64 on the CPU.
+    A diverged run (``diverged[i]`` is the step of its first NaN or infinite loss) has NaN in
+    ``logits``, ``logit_svals`` and ``feature_svals``.
     """
 
     configs: list
@@ -76,6 +79,7 @@ class SweepResult:
     converged: list
     batches_trained: int
     batches_loaded: int
+    diverged: list = None  # per run: the step of its first non-finite loss, or None
 
 
 def grid(seeds, d, lam, init_scale=1.0) -> list:
@@ -83,7 +87,7 @@ def grid(seeds, d, lam, init_scale=1.0) -> list:
     sequences) as ``SweepRun`` configurations, seeds varying fastest."""
 
     def seq(x):
-        return list(x) if isinstance(x, list | tuple | range) else [x]
+        return list(x) if isinstance(x, list | tuple | range) or getattr(x, "ndim", 0) == 1 else [x]
 
     return [
         SweepRun(seed=s, d=w, lam=la, init_scale=sc)
@@ -153,11 +157,17 @@ def _batch_key(settings: dict) -> str:
 def _summarise(result) -> dict:
     """The compact per-run record of one trained batch (float64 CPU tensors)."""
     logits, logit_svals, feature_svals = [], [], []
+    diverged = result.diverged or [None] * len(result.runs)
     for i in range(len(result.runs)):
         feats = forward(result.run_params(i), result.activation)
+        if diverged[i] is not None:  # no singular values of a non-finite matrix
+            feats = [torch.full_like(H, float("nan")) for H in feats]
+            svals = [torch.full((min(H.shape),), float("nan"), dtype=H.dtype) for H in feats]
+        else:
+            svals = [torch.linalg.svdvals(H) for H in feats]
         logits.append(feats[-1])
-        logit_svals.append(torch.linalg.svdvals(feats[-1]))
-        feature_svals.append([torch.linalg.svdvals(H) for H in feats[:-1]])
+        logit_svals.append(svals[-1])
+        feature_svals.append(svals[:-1])
     return {
         "final_loss": result.final_losses.clone(),
         "logits": torch.stack(logits),
@@ -167,13 +177,29 @@ def _summarise(result) -> dict:
         "record_steps": list(result.record_steps),
         "converged": bool(result.converged),
         "steps_done": int(result.steps_done),
+        "diverged": [None if s is None else int(s) for s in diverged],
     }
+
+
+_PAYLOAD_KEYS = (
+    "settings",
+    "final_loss",
+    "logits",
+    "logit_svals",
+    "feature_svals",
+    "losses",
+    "record_steps",
+    "converged",
+    "steps_done",
+    "diverged",
+)
 
 
 def _save_atomic(payload: dict, path: Path) -> None:
     """Write ``payload`` to ``path`` so that a reader sees the old file or the whole new one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, default_file_mode())  # mkstemp's 0600, widened to what the umask allows
         with os.fdopen(fd, "wb") as fh:
             torch.save(payload, fh)
             fh.flush()
@@ -197,6 +223,10 @@ def _load(path: Path, settings: dict):
     if not isinstance(payload, dict) or payload.get("settings") != settings:
         warnings.warn(f"{path} holds other settings; training that batch again", stacklevel=3)
         return None
+    missing = [key for key in _PAYLOAD_KEYS if key not in payload]
+    if missing:
+        warnings.warn(f"{path} lacks {missing}; training that batch again", stacklevel=3)
+        return None
     return payload
 
 
@@ -209,6 +239,7 @@ def run_sweep(
     L: int,
     batch_size: int = 256,
     progress: bool = True,
+    stop_on_divergence: bool = False,
     executor=None,
     **train_kwargs,
 ) -> SweepResult:
@@ -220,13 +251,21 @@ def run_sweep(
     record_every, tol, device, dtype, compile). Each finished batch is saved at once, so an
     interruption loses only the batch in progress; a rerun with the same arguments trains only
     the missing batches. A progress bar over runs (stderr, updated at most every 5 s) shows
-    the ETA across batches. ``executor``: None trains the batches one after another in this
-    process; a ``concurrent.futures.Executor`` (``client.get_executor()`` of a Dask client, see
+    the ETA across batches. A run whose loss becomes NaN or infinite is recorded as diverged
+    (``SweepResult.diverged``, with a warning naming how many) and the sweep goes on; with
+    ``stop_on_divergence=True`` the first divergence raises ``dufm.trainer.DivergenceError``.
+    ``executor``: None trains the batches one after another in this process; a
+    ``concurrent.futures.Executor`` (``client.get_executor()`` of a Dask client, see
     ``dufm.cluster``) gets every missing batch as one task at once, and each batch is saved here
     as its task finishes (the numbers are the same either way).
     """
     check_sizes(K=K, n=n, L=L)
     check_int("batch_size", batch_size, 1)
+    check_bool("stop_on_divergence", stop_on_divergence)
+    if "on_divergence" in train_kwargs:
+        raise ValueError(
+            "train argument on_divergence is not allowed in run_sweep: use stop_on_divergence"
+        )
     clash = sorted(set(train_kwargs) & set(_FROM_CONFIGS))
     if clash:
         raise ValueError(
@@ -293,7 +332,12 @@ def run_sweep(
         unit="run",
     )
     try:
-        for idx, settings, path, record in _trained(K, n, L, runs, pending, train_kwargs, executor):
+        kwargs = {**train_kwargs, "on_divergence": "raise" if stop_on_divergence else "record"}
+        jobs = [
+            ((idx, settings, path), (K, n, L, [runs[i] for i in idx], kwargs))
+            for idx, settings, path in pending
+        ]
+        for (idx, settings, path), record in completed(_train_batch, jobs, executor):
             payload = {"settings": settings, **record}
             _save_atomic(payload, path)
             _collect(records, idx, payload)
@@ -301,53 +345,33 @@ def run_sweep(
             bar.update(len(idx))
     finally:
         bar.close()
-    return _assemble(runs, records, trained, loaded)
+    result = _assemble(runs, records, trained, loaded)
+    bad = [i for i, step in enumerate(result.diverged) if step is not None]
+    if bad:
+        shown = ", ".join(f"configs[{i}]={runs[i]}" for i in bad[:3])
+        warnings.warn(
+            f"{len(bad)} of {len(runs)} runs diverged (NaN or infinite loss) and are recorded as "
+            f"diverged: {shown}{', ...' if len(bad) > 3 else ''}; a smaller lr avoids this",
+            stacklevel=2,
+        )
+    return result
 
 
-def _train_batch(K: int, n: int, L: int, batch: dict, train_kwargs: dict) -> dict:
-    """Train one batch (``batch``: per-run lists d, lam, seeds, init_scale) and return its
-    compact record; this is the task an executor's worker runs."""
+def _train_batch(K: int, n: int, L: int, runs: list, train_kwargs: dict) -> dict:
+    """Train one batch of ``SweepRun`` configurations and return its compact record (the task
+    an executor's worker runs)."""
     result = train(
         K,
         n,
         L,
-        batch["d"],
-        batch["lam"],
-        seeds=batch["seeds"],
-        init_scale=batch["init_scale"],
+        [r.d for r in runs],
+        [r.lam for r in runs],
+        seeds=[r.seed for r in runs],
+        init_scale=[r.init_scale for r in runs],
         progress=False,
         **train_kwargs,
     )
     return _summarise(result)
-
-
-def _trained(K: int, n: int, L: int, runs: list, pending: list, train_kwargs: dict, executor):
-    """(idx, settings, path, record) of every pending batch as it finishes training: one after
-    another here, or all submitted to ``executor`` at once and yielded as they complete (the
-    tasks not yet finished are cancelled if the caller stops early)."""
-
-    def batch(idx):
-        return {
-            "d": [runs[i].d for i in idx],
-            "lam": [runs[i].lam for i in idx],
-            "seeds": [runs[i].seed for i in idx],
-            "init_scale": [runs[i].init_scale for i in idx],
-        }
-
-    if executor is None:
-        for idx, settings, path in pending:
-            yield idx, settings, path, _train_batch(K, n, L, batch(idx), train_kwargs)
-        return
-    tasks = {
-        executor.submit(_train_batch, K, n, L, batch(idx), train_kwargs): (idx, settings, path)
-        for idx, settings, path in pending
-    }
-    try:
-        for future in as_completed(tasks):
-            yield *tasks[future], future.result()
-    finally:
-        for future in tasks:
-            future.cancel()
 
 
 def _collect(records: dict, idx: list, payload: dict) -> None:
@@ -360,6 +384,7 @@ def _collect(records: dict, idx: list, payload: dict) -> None:
             "losses": payload["losses"][j],
             "record_steps": payload["record_steps"],
             "converged": payload["converged"],
+            "diverged": payload["diverged"][j],
         }
 
 
@@ -383,4 +408,5 @@ def _assemble(runs: list, records: dict, trained: int, loaded: int) -> SweepResu
         converged=[r["converged"] for r in rec],
         batches_trained=trained,
         batches_loaded=loaded,
+        diverged=[r["diverged"] for r in rec],
     )

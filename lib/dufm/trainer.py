@@ -28,8 +28,10 @@ from ._engine import _advance, _Block, _block_bounds, _losses, _threads
 from .losses import class_labels, forward, loss_and_grads
 from .validation import (
     check_activation,
+    check_choice,
     check_device,
     check_dtype,
+    check_finite,
     check_int,
     check_nonnegative,
     check_positive,
@@ -46,7 +48,9 @@ __all__ = [
     "train",
 ]
 
-INIT_SCHEMES = ("normal", "fan_in")
+INIT_SCHEMES = ("normal", "fan_in", "fixed_output")
+ON_DIVERGENCE = ("raise", "record")
+SHOWN_RUNS = 3  # diverged runs a DivergenceError describes one by one
 
 
 class DivergenceError(FloatingPointError):
@@ -83,6 +87,7 @@ class TrainResult:
     steps_done: int
     converged: bool
     stop_reason: str = field(default="")
+    diverged: list = field(default_factory=list)  # per run: step of a non-finite loss, or None
 
     def run_params(self, i: int) -> list:
         """Run i's matrices [H_1, W_1, ..., W_L] cropped to its own width, float64 on the CPU."""
@@ -103,8 +108,8 @@ class TrainResult:
 
 
 def _per_run(name: str, value, R: int) -> list:
-    """Broadcast a scalar or a length-R sequence to a list of R values."""
-    if isinstance(value, (list, tuple)) or (isinstance(value, torch.Tensor) and value.dim() == 1):
+    """Broadcast a scalar or a length-R sequence (list, tuple, 1-D array or tensor) to R values."""
+    if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0) == 1:
         values = [v.item() if isinstance(v, torch.Tensor) else v for v in value]
         if len(values) != R:
             raise ValueError(f"{name} has {len(values)} entries: must be a scalar or have R={R}")
@@ -114,7 +119,9 @@ def _per_run(name: str, value, R: int) -> list:
 
 def make_runs(seeds, d, init_scale, lam, lr) -> list:
     """Validated ``RunConfig`` list; every argument is a scalar or one value per seed."""
-    seeds = list(seeds) if not isinstance(seeds, int) else [seeds]
+    if isinstance(seeds, str) or not hasattr(seeds, "__iter__") or getattr(seeds, "ndim", 1) == 0:
+        seeds = [seeds]  # one seed: an int, a numpy integer or a 0-d tensor
+    seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds=[] is not allowed: give at least one seed")
     R = len(seeds)
@@ -140,10 +147,18 @@ def make_runs(seeds, d, init_scale, lam, lr) -> list:
 
 
 def init_params(K: int, n: int, L: int, runs: list, init: str = "normal") -> list:
-    """Stacked float64 CPU initialisation, zero-padded to the largest width.
+    """Stacked float64 CPU initialisation [H_1 (R, d, Kn), W_1 .. W_{L-1} (R, d, d), W_L (R, K, d)],
+    zero-padded to the largest width d (Figures 1, 2 and 5; chapters 1 and 5).
 
     Run i draws from its own generator (seed_i), so it starts identically alone or in any batch.
-    ``init="normal"``: entries N(0, init_scale^2); ``"fan_in"``: N(0, init_scale^2 / d_i).
+    With s = init_scale: ``init="normal"``: every entry N(0, s^2), so the initial output Z has
+    entries of standard deviation s^(L+1) d^(L/2); ``"fan_in"``: every entry, H_1's included,
+    N(0, s^2 / d_i), so Z's entries have standard deviation s^(L+1) d^(-1/2);
+    ``"fixed_output"``: H_1's entries N(0, 1) (the features at a fixed per-entry scale) and
+    W_l's N(0, s^2 / d_i) (fan-in scale with gain s), so Z's entries have variance exactly s^(2L)
+    at every width (each of the d^L paths through the product contributes (s^2 / d)^L); with
+    s = sqrt(d_0) it draws, at d = d_0, the same numbers as ``"normal"`` with s = 1 (the width
+    control of chapter 5).
     """
     if init not in INIT_SCHEMES:
         raise ValueError(f"init={init!r} is not allowed: must be one of {INIT_SCHEMES}")
@@ -152,10 +167,12 @@ def init_params(K: int, n: int, L: int, runs: list, init: str = "normal") -> lis
     params = [torch.zeros((R, *shape), dtype=torch.float64) for shape in shapes]
     for i, run in enumerate(runs):
         gen = torch.Generator().manual_seed(run.seed)
-        std = run.init_scale / (math.sqrt(run.d) if init == "fan_in" else 1.0)
+        w_std = run.init_scale / (1.0 if init == "normal" else math.sqrt(run.d))  # W_1 .. W_L
+        h_std = 1.0 if init == "fixed_output" else w_std  # H_1
+        stds = [h_std] + [w_std] * L
         own = [(run.d, N)] + [(run.d, run.d)] * (L - 1) + [(K, run.d)]
-        for P, (rows, cols) in zip(params, own, strict=True):
-            P[i, :rows, :cols] = torch.randn(rows, cols, generator=gen, dtype=torch.float64) * std
+        for P, (rows, cols), s in zip(params, own, stds, strict=True):
+            P[i, :rows, :cols] = torch.randn(rows, cols, generator=gen, dtype=torch.float64) * s
     return params
 
 
@@ -179,6 +196,7 @@ def train(
     progress: bool = True,
     params: list | None = None,
     compile: bool = False,
+    on_divergence: str = "raise",
 ) -> TrainResult:
     """Full-batch gradient descent on the deep UFM for R runs at once (Figures 1, 2, 5, 6).
 
@@ -187,7 +205,9 @@ def train(
     run's loss changed by less than ``tol`` (relative) over the last ``record_every`` steps.
     ``params`` optionally gives a starting point (stacked float64 tensors, as ``init_params``
     returns; they are copied, not modified) instead of the random initialisation. A NaN or
-    infinite loss raises ``DivergenceError`` naming the run. ``compile=True`` runs the step
+    infinite loss raises ``DivergenceError`` naming the diverged runs (``on_divergence="raise"``)
+    or, with ``on_divergence="record"``, marks those runs in ``TrainResult.diverged`` (the step
+    of their first non-finite loss) while the others train on. ``compile=True`` runs the step
     through ``torch.compile`` (falling back to eager, with a warning, where it fails; slower than
     eager on the CPU). On the CPU the runs train in cache-sized blocks on min(R,
     ``torch.get_num_threads()``) worker threads, each product single-threaded
@@ -202,12 +222,15 @@ def train(
         check_positive("tol", tol)
     if not isinstance(compile, bool):
         raise ValueError(f"compile={compile!r} is not allowed: must be True or False")
+    check_choice("on_divergence", on_divergence, ON_DIVERGENCE)
     dev, dt = check_device(device), check_dtype(dtype)
     runs = make_runs(seeds, d, init_scale, lam, lr)
     for run in runs:
         check_sizes(K=K, d=run.d)
     if params is None:
         params = init_params(K, n, L, runs, init)
+    else:
+        _check_start(params, K, n, L, runs)
     params = [P.to(device=dev, dtype=dt, copy=True).contiguous() for P in params]
     targets = torch.nn.functional.one_hot(class_labels(K, n), K).T.to(device=dev, dtype=dt)
 
@@ -220,18 +243,21 @@ def train(
             _Block([P[a:b] for P in params], targets, runs[a:b], activation, compile)
             for a, b in bounds
         ]
+        diverged = [None] * len(runs)
         while True:
             current = _losses(blocks, pool)
-            _raise_if_diverged(current, runs, step)
-            if history and tol is not None:
+            live = _note_divergence(current, runs, step, diverged, on_divergence == "raise")
+            if not live:
+                reason = "every run diverged"
+            elif history and tol is not None:
                 change = (current - history[-1]).abs() / current.abs().clamp_min(1e-300)
-                if bool((change < tol).all()):
+                if bool((change[live] < tol).all()):
                     converged, reason = True, f"plateau (relative change < {tol:g})"
             record_steps.append(step)
             history.append(current)
             bar.update(step - bar.n)
             bar.set_postfix(loss=f"{float(current.max()):.6g}", refresh=False)
-            if converged or step == steps:
+            if converged or step == steps or not live:
                 break
             upto = min((step // record_every + 1) * record_every, steps)
             _advance(blocks, upto - step, pool, workers)
@@ -249,14 +275,55 @@ def train(
         steps_done=step,
         converged=converged,
         stop_reason=reason,
+        diverged=diverged,
     )
 
 
-def _raise_if_diverged(loss: torch.Tensor, runs: list, step: int) -> None:
-    bad = (~torch.isfinite(loss)).nonzero().flatten().tolist()
-    if bad:
-        i = bad[0]
-        raise DivergenceError(
-            f"run {i} ({runs[i]}) diverged at step {step} (loss={float(loss[i])}); "
-            f"{len(bad)} run(s) diverged in all. Try a smaller learning rate lr."
+def _check_start(params, K: int, n: int, L: int, runs: list) -> None:
+    """A given starting point must be L+1 finite real tensors of the stacked, padded shapes."""
+    R, N, dmax = len(runs), K * n, max(r.d for r in runs)
+    shapes = [(R, dmax, N)] + [(R, dmax, dmax)] * (L - 1) + [(R, K, dmax)]
+    if isinstance(params, torch.Tensor) or not isinstance(params, list | tuple):
+        raise ValueError(
+            f"params={type(params).__name__} is not allowed: must be a list of {L + 1} tensors "
+            "[H_1, W_1, ..., W_L] stacked over runs (as init_params returns)"
         )
+    if len(params) != L + 1:
+        raise ValueError(
+            f"len(params)={len(params)} is not allowed: L={L} needs {L + 1} tensors [H_1, W_1, "
+            "..., W_L]"
+        )
+    for j, (P, shape) in enumerate(zip(params, shapes, strict=True)):
+        if not isinstance(P, torch.Tensor) or tuple(P.shape) != shape:
+            raise ValueError(
+                f"params[{j}].shape={tuple(getattr(P, 'shape', ()))} is not allowed: must be "
+                f"{shape} (R={R} runs, padded width {dmax}, K={K}, N=K*n={N})"
+            )
+        check_finite(f"params[{j}]", P)
+
+
+def _note_divergence(loss: torch.Tensor, runs: list, step: int, diverged: list, stop: bool):
+    """Mark runs whose loss is not finite in ``diverged`` (their first such step); with ``stop``
+    raise ``DivergenceError`` naming them. Returns the indices of the runs still finite."""
+    finite = torch.isfinite(loss).tolist()
+    new = [i for i, ok in enumerate(finite) if not ok and diverged[i] is None]
+    for i in new:
+        diverged[i] = step
+    if new and stop:
+        shown = "; ".join(
+            f"run {i} (seed={runs[i].seed}, d={runs[i].d}, init_scale={runs[i].init_scale:g}, "
+            f"lam={runs[i].lam:g}, lr={runs[i].lr:g}): loss={float(loss[i])}"
+            for i in new[:SHOWN_RUNS]
+        )
+        more = f"; and {len(new) - SHOWN_RUNS} more" if len(new) > SHOWN_RUNS else ""
+        if step == 0:
+            advice = (
+                "the loss is not finite at the starting point, before any step: the initial "
+                "parameters overflow; use a smaller init_scale or finite starting params"
+            )
+        else:
+            advice = f"try a smaller learning rate lr (largest here: {max(r.lr for r in runs):g})"
+        raise DivergenceError(
+            f"{len(new)} of {len(runs)} run(s) diverged at step {step}: {shown}{more}. {advice}."
+        )
+    return [i for i, d in enumerate(diverged) if d is None]

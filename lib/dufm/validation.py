@@ -6,6 +6,8 @@ Each check raises ``ValueError`` naming the argument, its value and the rule it 
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 
 import torch
 
@@ -16,31 +18,112 @@ def _fail(name: str, value: object, rule: str) -> None:
     raise ValueError(f"{name}={value!r} is not allowed: {rule}")
 
 
-def check_int(name: str, value: object, minimum: int) -> int:
-    """Check that ``value`` is an integer (not a bool) with ``value >= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(name, value, f"must be an integer >= {minimum}")
-    if value < minimum:
-        _fail(name, value, f"must be an integer >= {minimum}")
+def _scalar(value: object) -> object:
+    """A one-element 0-d tensor as its Python number; anything else unchanged."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        return value.item()
     return value
 
 
-def check_positive(name: str, value: object) -> float:
-    """Check that ``value`` is a finite real number > 0 (e.g. the weight decay lam)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        _fail(name, value, "must be a finite number > 0")
-    if value <= 0:
-        _fail(name, value, "must be a finite number > 0")
+def _is_bool(value: object) -> bool:
+    return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy.bool_
+
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    """Check that ``value`` is an integer (not a bool) with ``value >= minimum``; return it as int.
+
+    Python and NumPy integers (``numpy.int64``) and 0-d integer tensors are accepted.
+    """
+    value = _scalar(value)
+    if _is_bool(value) or not isinstance(value, numbers.Integral) or value < minimum:
+        _fail(name, value, f"must be an integer >= {minimum}")
+    return int(value)
+
+
+def _real(name: str, value: object, rule: str) -> float:
+    value = _scalar(value)
+    if _is_bool(value) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        _fail(name, value, rule)
     return float(value)
+
+
+def check_positive(name: str, value: object) -> float:
+    """Check that ``value`` is a finite real number > 0 (e.g. the weight decay lam).
+
+    Python and NumPy numbers (``numpy.float32``) and 0-d tensors are accepted; returns a float.
+    """
+    rule = "must be a finite number > 0"
+    number = _real(name, value, rule)
+    if number <= 0:
+        _fail(name, value, rule)
+    return number
 
 
 def check_nonnegative(name: str, value: object) -> float:
-    """Check that ``value`` is a finite real number >= 0 (e.g. a scale)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        _fail(name, value, "must be a finite number >= 0")
-    if value < 0:
-        _fail(name, value, "must be a finite number >= 0")
-    return float(value)
+    """Check that ``value`` is a finite real number >= 0 (e.g. a scale); returns a float."""
+    rule = "must be a finite number >= 0"
+    number = _real(name, value, rule)
+    if number < 0:
+        _fail(name, value, rule)
+    return number
+
+
+def _is_list(value: object) -> bool:
+    """A list, tuple, range or 1-D array/tensor (not a string, a mapping or a bare number)."""
+    if isinstance(value, str | bytes | dict) or not hasattr(value, "__len__"):
+        return False
+    return getattr(value, "ndim", 1) == 1
+
+
+def check_int_list(name: str, value: object, minimum: int, min_len: int = 1) -> list:
+    """Check a list of integers >= ``minimum`` with at least ``min_len`` entries (e.g. ``Ks``).
+
+    A bare number, a string or a too-short list fails naming ``name``; a bad entry fails naming
+    ``name[i]``. Returns the entries as Python ints. Used by the chapters' parameter checks.
+    """
+    if not _is_list(value):
+        _fail(name, value, f"must be a list of integers >= {minimum}")
+    if len(value) < min_len:
+        _fail(name, value, f"must list at least {min_len} integer(s) >= {minimum}")
+    return [check_int(f"{name}[{i}]", v, minimum) for i, v in enumerate(value)]
+
+
+def check_number_list(name: str, value: object, min_len: int = 1, positive: bool = False) -> list:
+    """Check a list of finite numbers (each > 0 with ``positive``); ``name[i]`` names a bad one."""
+    if not _is_list(value):
+        _fail(name, value, "must be a list of finite numbers" + (" > 0" if positive else ""))
+    if len(value) < min_len:
+        _fail(name, value, f"must list at least {min_len} number(s)")
+    if positive:
+        return [check_positive(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    return [_real(f"{name}[{i}]", v, "must be a finite number") for i, v in enumerate(value)]
+
+
+def check_real(name: str, value: object) -> float:
+    """Check that ``value`` is a finite real number (any sign, e.g. an exponent); return it."""
+    return _real(name, value, "must be a finite number")
+
+
+def check_each(check, *args, **values) -> None:
+    """Apply ``check(name, value, *args)`` to every keyword: one line checks a chapter's
+    parameters of one kind by their own names, e.g. ``check_each(check_int, 1, steps=steps)``.
+    Used by the parameter checks of every chapter."""
+    for name, value in values.items():
+        check(name, value, *args)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Check that ``value`` is True or False (not 1, not "yes")."""
+    if not _is_bool(value):
+        _fail(name, value, "must be True or False")
+    return bool(value)
+
+
+def check_choice(name: str, value: object, allowed: Sequence) -> object:
+    """Check that ``value`` is one of ``allowed``."""
+    if isinstance(value, list | dict) or value not in allowed:
+        _fail(name, value, f"must be one of {tuple(allowed)}")
+    return value
 
 
 def check_sizes(K: object = None, n: object = None, d: object = None, L: object = None) -> None:
@@ -70,10 +153,14 @@ def check_device(device: object) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         _fail("device", device, "must be a torch device name such as 'cpu' or 'cuda'")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        _fail("device", device, "CUDA is not available on this machine; use device='cpu'")
     if dev.type not in ("cpu", "cuda", "mps"):
         _fail("device", device, "must be 'cpu', 'cuda' or 'mps'")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        _fail("device", device, "CUDA is not available on this machine; use device='cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        _fail("device", device, f"this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        _fail("device", device, "MPS is not available on this machine; use device='cpu'")
     return dev
 
 
@@ -91,8 +178,60 @@ def check_logits(Z: torch.Tensor, name: str = "Z") -> tuple[int, int]:
     """Check a K x Kn logit matrix with class-ordered columns; return (K, n)."""
     if not isinstance(Z, torch.Tensor) or Z.dim() != 2:
         _fail(name, getattr(Z, "shape", Z), "must be a 2-D tensor of shape (K, K*n)")
-    K, N = Z.shape
-    check_int(f"{name}.shape[0] (K)", K, 2)
+    K, n = check_logit_shape(Z, name)
+    check_finite(name, Z)
+    return K, n
+
+
+def check_logit_shape(Z: torch.Tensor, name: str = "Z") -> tuple[int, int]:
+    """Shape and dtype part of ``check_logits`` for (..., K, K*n) logits (no data access, so
+    cheap inside autograd and batched code); return (K, n)."""
+    if not isinstance(Z, torch.Tensor) or Z.dim() < 2:
+        _fail(name, getattr(Z, "shape", Z), "must be a tensor of shape (..., K, K*n)")
+    if Z.is_complex() or Z.dtype == torch.bool:
+        _fail(f"{name}.dtype", Z.dtype, "must be a real floating-point or integer dtype")
+    K, N = Z.shape[-2:]
+    check_int(f"{name}.shape[-2] (K)", K, 2)
     if N % K != 0 or N == 0:
         _fail(f"{name}.shape", tuple(Z.shape), "the column count must be a positive multiple of K")
     return K, N // K
+
+
+def check_finite(name: str, T: torch.Tensor) -> torch.Tensor:
+    """Check that a real tensor holds no NaN or infinite entry (names the count and the first)."""
+    if T.is_complex():
+        _fail(f"{name}.dtype", T.dtype, "must be a real dtype (complex values are not allowed)")
+    if T.is_floating_point():
+        bad = ~torch.isfinite(T)
+        count = int(bad.sum())
+        if count:
+            where = tuple(int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"{name} is not allowed: {count} of its {T.numel()} entries are NaN or infinite "
+                f"(first at index {where}: {float(T[where])}); all entries must be finite"
+            )
+    return T
+
+
+def check_params(params: object, name: str = "params") -> list:
+    """Check deep-UFM parameters [H_1, W_1, ..., W_L] (Eq. (1)): L >= 1, real finite tensors whose
+    shapes chain, H_1 (d_1, N), W_l (d_{l+1}, d_l), with optional equal leading batch dimensions.
+    Returns them as a list. Used by ``losses.full_loss`` and the metrics of a parameter list."""
+    if isinstance(params, torch.Tensor) or not isinstance(params, Sequence):
+        _fail(name, type(params).__name__, "must be a list [H_1, W_1, ..., W_L] of tensors")
+    params = list(params)
+    if len(params) < 2:
+        _fail(f"len({name})", len(params), "need [H_1, W_1, ..., W_L] with L >= 1")
+    for j, P in enumerate(params):
+        if not isinstance(P, torch.Tensor) or P.dim() < 2:
+            _fail(f"{name}[{j}]", getattr(P, "shape", P), "must be a tensor with >= 2 dimensions")
+        check_finite(f"{name}[{j}]", P)
+    for j in range(1, len(params)):
+        prev, P = params[j - 1].shape, params[j].shape
+        if P[:-2] != prev[:-2] or P[-1] != prev[-2]:
+            raise ValueError(
+                f"{name}[{j}].shape={tuple(P)} is not allowed after {name}[{j - 1}].shape="
+                f"{tuple(prev)}: W_{j} must have {prev[-2]} columns (the rows of the matrix "
+                "before it) and the same leading dimensions"
+            )
+    return params

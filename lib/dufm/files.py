@@ -1,0 +1,56 @@
+"""Files the book writes: the mode a new file gets, and temporary files that name their writer.
+
+Serves the runner (``dufm.run``: a chapter's notebook written atomically) and the sweeps
+(``dufm.sweep``: finished batches written atomically). ``tempfile.mkstemp`` creates files with
+mode 0600; a result the user keeps gets the mode the user's umask gives any new file instead.
+A temporary file's name carries the id of the process writing it, so a later run can tell a
+file left by a killed process (safe to delete) from one a running process is still writing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["default_file_mode", "new_temp_file", "stale_temp_files"]
+
+
+def default_file_mode() -> int:
+    """The mode a new regular file gets here: 0o666 less the process's umask."""
+    try:  # Linux: read it without changing it (os.umask would, briefly, for every thread)
+        with open("/proc/self/status") as fh:
+            mask = next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def new_temp_file(folder: str | os.PathLike, prefix: str, suffix: str) -> Path:
+    """An empty file ``<folder>/<prefix><pid>.<random><suffix>`` with the default mode."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix=f"{prefix}{os.getpid()}.", suffix=suffix)
+    os.close(fd)
+    os.chmod(name, default_file_mode())
+    return Path(name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def stale_temp_files(folder: str | os.PathLike, prefix: str, suffix: str) -> list[Path]:
+    """Temporary files ``new_temp_file(folder, prefix, suffix)`` made whose writer has exited
+    (killed, or a version that did not record its id)."""
+    stale = []
+    for path in Path(folder).glob(f"{prefix}*{suffix}"):
+        head = path.name[len(prefix) :].split(".", 1)[0]
+        if not (head.isdigit() and _alive(int(head))):
+            stale.append(path)
+    return stale

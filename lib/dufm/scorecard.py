@@ -1,0 +1,414 @@
+"""Machine-readable verdicts of the chapters, read by the scorecard page (chapters/scorecard.md).
+
+A chapter, once its checks have passed, calls ``record(chapter, result, verdict=..., measured=...)``
+for each numbered result or figure of the paper it covers (``RESULTS`` lists them all, with the
+chapter that owns each), and ``record_finding`` for what it measured beyond the paper.
+
+The records of one chapter live in one JSON file, ``<records dir>/<chapter>.json``; the directory
+is ``$DUFM_RECORDS`` if set (the runner sets it to ``<out>/records``), else ``_build/records``
+under the book's root (the folder holding ``_toc.yml``, found from the current directory
+upwards). The first record of a run (a new kernel) replaces the chapter's file, so a file never
+mixes verdicts of two runs; it is written atomically, with the SHA-256 of the chapter's source: a
+record whose chapter has changed since is read as "not run", never as an old verdict.
+
+``read_records`` reads and validates a folder of records (a malformed one is a ValueError naming
+the chapter and the field); ``scorecard_rows``, ``finding_rows`` and ``count_verdicts`` turn them
+into the scorecard's tables and the one-line summary of the intro and the README
+(``python -m dufm.scorecard readme`` rewrites the README's line from the book's records).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+VERDICTS = ("reproduced", "sharper", "contradicted", "not reproduced")
+NOT_RUN = "not run"
+NOT_IN_BOOK = "not in the book yet"
+FORMAT = 1
+
+# Every numbered result and figure of the paper: (key, chapter stem, what the paper states).
+RESULTS = (
+    (
+        "Lemma 1",
+        "01_deep_ufm",
+        "every critical point of the linear deep UFM is balanced, "
+        "W_l W_l^T = W_{l+1}^T W_{l+1}, with aligned singular vectors",
+    ),
+    (
+        "Lemma 2",
+        "01_deep_ufm",
+        "the regulariser of L+1 factors of Z is at least "
+        "(lam/2)(L+1) sum_i s_i(Z)^{2/(L+1)}, with equality at the Lemma-1 factorisation",
+    ),
+    ("Proposition 1", "01_deep_ufm", "a DNC solution satisfies DNC1-3 in every layer"),
+    (
+        "Theorem 1",
+        "02_dnc_not_optimal",
+        "DNC is not a global minimum for K >= 4, L >= 3 or "
+        "K >= 6, L = 2 (the pair structure is lower)",
+    ),
+    (
+        "Theorem 2",
+        "03_rank_ordering",
+        "beyond some depth L_0 a diagonally superior M of rank q "
+        "has a lower optimal loss than any X of rank p > q",
+    ),
+    (
+        "Theorem 3",
+        "04_optimal_structure",
+        "as L grows, the optimum's singular values vanish "
+        "(lam_L L -> inf) or at most q_K = 2 of the normalised ones survive (lam_L L -> 0)",
+    ),
+    (
+        "Theorem 4",
+        "06_flat_attractive",
+        "DNC critical points exist (Eq. 19); the scale-divergent "
+        "ones have no negative Hessian eigenvalue for lam suitably small",
+    ),
+    (
+        "Theorem 5",
+        "07_landscape_dimension",
+        "R(d) = D_DNC / D_pair increases with d, is below 1 at d = K and tends to (K-1)/r",
+    ),
+    (
+        "Theorem 6",
+        "06_flat_attractive",
+        "the flatness ratio of the DNC and pair critical points tends to a constant as lam -> 0",
+    ),
+    (
+        "Theorem 7",
+        "08_relu",
+        "under Assumption 1 a non-negative low-rank construction beats every "
+        "ReLU DNC solution in the stated (K, L) region",
+    ),
+    ("Theorem A1", "10_imbalanced", "Theorem 2 with unequal class sizes"),
+    ("Theorem A2", "10_imbalanced", "Theorem 3 with unequal class sizes"),
+    (
+        "Theorem A3",
+        "10_imbalanced",
+        "under an (R, rho)-STEP imbalance, K >= 4, no generalised DNC "
+        "global minimum for lam < lam_0 and L > L_0",
+    ),
+    (
+        "Figure 1",
+        "02_dnc_not_optimal",
+        "gradient descent on the Figure-1 model ends in DNC or in "
+        "the lower-loss pair structure, depending on the initialisation",
+    ),
+    (
+        "Figure 2",
+        "05_dnc_prevalence",
+        "the probability of DNC rises with the width d and falls with the weight decay lam",
+    ),
+    (
+        "Figure 3",
+        "09_real_networks",
+        "ResNet-20 with a deep linear or ReLU head, UFM-style regularisation: low-rank "
+        "solutions below the DNC bound (4 singular values MNIST, 3 CIFAR-10)",
+    ),
+    (
+        "Figure 4",
+        "09_real_networks",
+        "CIFAR-10, standard regularisation: low-rank head features, "
+        "a class-mean logit matrix that is not a simplex",
+    ),
+    (
+        "Figure 5",
+        "05_dnc_prevalence",
+        "the rank of the converged solution against d and lam; intermediate ranks are mixtures",
+    ),
+    (
+        "Figure 6",
+        "08_relu",
+        "deep ReLU UFM: gradient descent finds a low-rank solution below the DNC bound",
+    ),
+    (
+        "Figure 7",
+        "09_real_networks",
+        "MNIST, ReLU head with L = 4: a low-rank solution below the DNC bound",
+    ),
+    ("Figure 8", "09_real_networks", "MNIST, standard regularisation: low-rank head features"),
+)
+_KEYS = {key for key, _, _ in RESULTS}
+
+_started: set = set()  # chapters whose file this process has already replaced
+
+
+def records_dir(start: str | os.PathLike | None = None) -> Path:
+    """Where the records live: ``$DUFM_RECORDS``, else ``<book root>/_build/records``."""
+    env = os.environ.get("DUFM_RECORDS")
+    if env:
+        return Path(env)
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file():
+            return folder / "_build" / "records"
+    raise ValueError(
+        f"no _toc.yml in {here} or above: set DUFM_RECORDS to the folder for the chapter records"
+    )
+
+
+def _check_text(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name}={value!r} is not allowed: must be a non-empty string")
+    return value
+
+
+def record(
+    chapter: str,
+    result: str,
+    *,
+    verdict: str,
+    measured: str,
+    numbers: dict | None = None,
+    directory: str | os.PathLike | None = None,
+) -> Path:
+    """Record the verdict of one result of the paper (e.g. "Theorem 7", "Figure 6").
+
+    ``verdict`` is one of ``VERDICTS``; ``measured`` one line with the computed numbers behind it;
+    ``numbers`` a flat dict of JSON numbers or strings. Returns the file written.
+    """
+    if result not in _KEYS:
+        raise ValueError(
+            f"result={result!r} is not allowed: must be one of the paper's {sorted(_KEYS)}"
+        )
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict={verdict!r} is not allowed: must be one of {VERDICTS}")
+    entry = {"verdict": verdict, **_entry(measured, numbers)}
+    return _write(chapter, "results", result, entry, directory)
+
+
+def record_finding(
+    chapter: str,
+    title: str,
+    *,
+    measured: str,
+    numbers: dict | None = None,
+    directory: str | os.PathLike | None = None,
+) -> Path:
+    """Record a result the chapter measured that the paper does not state (the second table)."""
+    _check_text("title", title)
+    return _write(chapter, "findings", title, _entry(measured, numbers), directory)
+
+
+def _entry(measured: str, numbers: dict | None) -> dict:
+    _check_text("measured", measured)
+    numbers = dict(numbers or {})
+    for key, value in numbers.items():
+        if not isinstance(value, int | float | str) or isinstance(value, bool):
+            raise ValueError(f"numbers[{key!r}]={value!r} is not allowed: must be a number or text")
+        if isinstance(value, float) and value != value:
+            raise ValueError(f"numbers[{key!r}]=nan is not allowed: must be a finite number")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {"measured": measured, "numbers": numbers, "time": stamp}
+
+
+def source_digest(chapter: str, root: str | os.PathLike) -> str | None:
+    """SHA-256 of ``<root>/chapters/<chapter>.md`` (None if there is no such file)."""
+    path = Path(root) / "chapters" / f"{chapter}.md"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _book_root() -> Path | None:
+    here = Path.cwd().resolve()
+    return next((f for f in (here, *here.parents) if (f / "_toc.yml").is_file()), None)
+
+
+def _write(chapter: str, kind: str, key: str, entry: dict, directory) -> Path:
+    _check_text("chapter", chapter)
+    folder = Path(directory) if directory is not None else records_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{chapter}.json"
+    root = _book_root()
+    data = {
+        "format": FORMAT,
+        "chapter": chapter,
+        "source_sha256": source_digest(chapter, root) if root else None,
+        "results": {},
+        "findings": {},
+    }
+    if chapter in _started and path.is_file():
+        data = json.loads(path.read_text())
+    _started.add(chapter)
+    data[kind][key] = entry
+    fd, tmp = tempfile.mkstemp(prefix=f".{chapter}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the records (the scorecard page, the intro and the README)
+# ----------------------------------------------------------------------------------------------
+
+
+def _malformed(chapter: str, field: str, why: str) -> ValueError:
+    return ValueError(f"record of chapter {chapter!r}: field {field!r} {why}")
+
+
+def _check_entries(chapter: str, kind: str, entries: object, verdicts: bool) -> dict:
+    if not isinstance(entries, dict):
+        raise _malformed(chapter, kind, "must be a mapping")
+    for key, entry in entries.items():
+        where = f"{kind}[{key!r}]"
+        if not isinstance(entry, dict):
+            raise _malformed(chapter, where, "must be a mapping")
+        if verdicts and entry.get("verdict") not in VERDICTS:
+            raise _malformed(
+                chapter,
+                f"{where}.verdict",
+                f"is {entry.get('verdict')!r}: must be one of {VERDICTS}",
+            )
+        if not isinstance(entry.get("measured"), str) or not entry["measured"].strip():
+            raise _malformed(chapter, f"{where}.measured", "must be a non-empty string")
+        if not isinstance(entry.get("numbers", {}), dict):
+            raise _malformed(chapter, f"{where}.numbers", "must be a mapping")
+    return entries
+
+
+def read_records(directory: str | os.PathLike, root: str | os.PathLike | None = None) -> dict:
+    """Every chapter's records in ``directory``: {chapter: {"results": ..., "findings": ...}}.
+
+    A record whose ``source_sha256`` differs from the chapter's source ``chapters/<chapter>.md``
+    under ``root`` (when both exist) is left out: its chapter changed since it ran, so the
+    scorecard shows it as not run. A file that is not valid JSON, or lacks a field, is a
+    ValueError naming the chapter and the field.
+    """
+    folder = Path(directory)
+    out = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        chapter = path.stem
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise _malformed(chapter, "(file)", f"is not valid JSON ({path}: {err})") from None
+        if not isinstance(data, dict):
+            raise _malformed(chapter, "(file)", f"must hold a mapping ({path})")
+        if data.get("format") != FORMAT:
+            raise _malformed(chapter, "format", f"is {data.get('format')!r}: must be {FORMAT}")
+        if data.get("chapter") != chapter:
+            raise _malformed(
+                chapter, "chapter", f"is {data.get('chapter')!r}: must be the file name"
+            )
+        results = _check_entries(chapter, "results", data.get("results"), verdicts=True)
+        findings = _check_entries(chapter, "findings", data.get("findings", {}), verdicts=False)
+        current = source_digest(chapter, root) if root is not None else None
+        if current is not None and data.get("source_sha256") != current:
+            continue
+        out[chapter] = {"results": results, "findings": findings}
+    return out
+
+
+def scorecard_rows(records: dict, book_chapters) -> list[dict]:
+    """One row per entry of ``RESULTS``: key, chapter, the paper's statement, verdict, measured.
+
+    ``book_chapters`` are the chapter stems in the book (``_toc.yml``): a result whose chapter is
+    not among them is "not in the book yet"; one whose chapter left no record, "not run".
+    """
+    book = set(book_chapters)
+    rows = []
+    for key, chapter, paper in RESULTS:
+        entry = records.get(chapter, {}).get("results", {}).get(key)
+        if chapter not in book:
+            verdict, measured = NOT_IN_BOOK, ""
+        elif entry is None:
+            verdict, measured = NOT_RUN, ""
+        else:
+            verdict, measured = entry["verdict"], entry["measured"]
+        rows.append(
+            {
+                "result": key,
+                "chapter": chapter,
+                "paper": paper,
+                "verdict": verdict,
+                "measured": measured,
+            }
+        )
+    return rows
+
+
+def finding_rows(records: dict) -> list[dict]:
+    """The results measured beyond the paper, in chapter order: chapter, title, measured."""
+    return [
+        {"chapter": chapter, "title": title, "measured": entry["measured"]}
+        for chapter in sorted(records)
+        for title, entry in records[chapter]["findings"].items()
+    ]
+
+
+def count_verdicts(rows: list[dict]) -> dict:
+    """How many rows have each verdict (every verdict, NOT_RUN and NOT_IN_BOOK, zeros included)."""
+    counts = dict.fromkeys((*VERDICTS, NOT_RUN, NOT_IN_BOOK), 0)
+    for row in rows:
+        counts[row["verdict"]] += 1
+    return counts
+
+
+def summary_line(counts: dict) -> str:
+    """One sentence with the counts, for the intro and the README's opening line."""
+    total = sum(counts.values())
+    parts = [f"{counts[v]} {v}" for v in (*VERDICTS, NOT_RUN, NOT_IN_BOOK) if counts[v]]
+    return f"Of the paper's {total} numbered results and figures: " + ", ".join(parts) + "."
+
+
+README_MARKERS = ("<!-- scorecard -->", "<!-- /scorecard -->")
+
+
+def update_readme(readme: str | os.PathLike, line: str) -> bool:
+    """Replace the text between ``README_MARKERS`` in ``readme`` by ``line``; True if it changed."""
+    path = Path(readme)
+    text = path.read_text()
+    start, end = (re.escape(m) for m in README_MARKERS)
+    pattern = re.compile(f"{start}.*?{end}", flags=re.DOTALL)
+    if not pattern.search(text):
+        raise ValueError(f"{path} has no {README_MARKERS[0]} ... {README_MARKERS[1]} line")
+    new = pattern.sub(lambda _: f"{README_MARKERS[0]}{line}{README_MARKERS[1]}", text, count=1)
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
+def book_summary(root: str | os.PathLike, directory: str | os.PathLike | None = None) -> str:
+    """The summary line of the records of the book at ``root`` (its chapters from _toc.yml)."""
+    from .run import toc_chapters  # the runner imports papermill; only this entry point needs it
+
+    root = Path(root)
+    folder = Path(directory) if directory is not None else root / "_build" / "records"
+    stems = [c.stem for c in toc_chapters(root)]
+    return summary_line(count_verdicts(scorecard_rows(read_records(folder, root), stems)))
+
+
+def main(argv=None) -> int:
+    """``python -m dufm.scorecard readme``: rewrite the README's summary from the book's records."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args != ["readme"]:
+        print("usage: python -m dufm.scorecard readme", file=sys.stderr)
+        return 2
+    root = _book_root()
+    if root is None:
+        print("error: no _toc.yml here or above: run from the book's folder", file=sys.stderr)
+        return 2
+    try:
+        line = book_summary(root)
+        changed = update_readme(root / "README.md", line)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(("updated" if changed else "unchanged") + f" README.md: {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
