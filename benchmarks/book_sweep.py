@@ -47,7 +47,7 @@ def sweeps(out: Path, steps: int, executor) -> list:
     settings.update(progress=False, executor=executor)
     return [
         run_sweep(grid(SEEDS, WIDTHS, LAM, 1.0), out, init="normal", **settings),
-        run_sweep(grid(SEEDS, WIDTHS, LAM, CONTROL_SCALE), out, init="fan_in", **settings),
+        run_sweep(grid(SEEDS, WIDTHS, LAM, CONTROL_SCALE), out, init="fixed_output", **settings),
         run_sweep(grid(SEEDS, D_LAM, LAMS, 1.0), out, init="normal", **settings),
     ]
 
