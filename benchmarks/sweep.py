@@ -1,19 +1,29 @@
 """Benchmark of the batched deep-UFM engine against a per-run PyTorch loop (issue 4, Figure 1).
 
-One workload, three implementations, measured side by side in one process in interleaved
+One workload, four implementations, measured side by side in one process in interleaved
 rounds (so a load change on the machine hits all of them), medians reported:
 
 (a) the naive loop: one run at a time, autograd, ``torch.optim.SGD``; its cost is per run, so
     it is timed on a few runs of the full length and reported per run-step;
 (b) ``dufm.trainer.train``, R runs in one batched tensor program;
-(c) the same with ``compile=True`` (``torch.compile``).
+(c) the same with ``compile=True`` (``torch.compile``);
+(d) the peer a performance-minded researcher would pick: the model in JAX (``jax.grad``,
+    ``jax.vmap`` over runs, ``jax.jit`` of a ``lax.scan`` of steps; ``jax_peer.py``), skipped
+    with one line where JAX is not installed (``pip install -r benchmarks/requirements.txt``).
+
+Subnormal floats: the engine flushes them to zero while it trains (``dufm._engine``); the naive
+loop runs in the process's default mode (subnormals kept, as a researcher's script runs; set
+explicitly, ``--naive-flush`` turns flushing on for it); the header prints the CPU and the modes.
+``--contention`` also measures the engine with a competing busy-loop process on the machine
+(started and stopped by the benchmark) against the same measurement without it.
 
 Workload: the Figure 1 model (K=10, n=5, d=70, L=2, lam=2^-10, lr=0.5), R=64 runs x 2000 steps,
 float32 and float64. Also: agreement of (a), (b), (c) on the same seeds; the machine's
 sustained large-matmul GFLOP/s (same process, same dtype) and the fraction of it the engine
 reaches at R=64, 256, 1024; scaling in R (1..1024) and width d (10..150), printed and plotted to
 ``benchmarks/scaling.png``. The last line is the machine-readable summary
-``ratio_f32_R256=<x> ratio_f64_R256=<y> peak_frac_R1024=<z>``.
+``ratio_f32_R256=<x> ratio_f64_R256=<y> peak_frac_R1024=<z> vs_jax_f64_R256=<u>
+vs_jax_f32_R256=<v>`` (the last two: the engine's run-steps/s over JAX's; n/a without JAX).
 
 FLOPs of one engine step, per run (linear model, N = Kn samples, counted from the shapes of the
 matrix products the engine does; the softmax and elementwise updates, O(Kn + params), are
@@ -32,16 +42,22 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "lib"))
+sys.path.insert(0, str(HERE))
 
-from dufm.losses import class_labels  # noqa: E402
+import jax_peer  # noqa: E402
+
+from dufm._engine import _flushing  # noqa: E402
+from dufm.losses import class_labels, full_loss  # noqa: E402
 from dufm.trainer import init_params, make_runs, train  # noqa: E402
 
 K, NPC, D, L, LAM, LR = 10, 5, 70, 2, 2.0**-10, 0.5
@@ -78,6 +94,9 @@ def matmul_gflops(dtype, device: str, size: int) -> float:
     return 2 * size**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
+NAIVE_FLUSH = [False]  # (a)'s flush-to-zero mode, set explicitly around every naive run
+
+
 def naive_run(seed: int, steps: int, dtype, device: str, d: int = D) -> tuple[float, float]:
     """(a) One run, as a researcher writes it: autograd and torch.optim.SGD.
 
@@ -100,14 +119,19 @@ def naive_run(seed: int, steps: int, dtype, device: str, d: int = D) -> tuple[fl
             Z = W @ Z
         return torch.nn.functional.cross_entropy(Z.T, labels)
 
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        fit(params).backward()
-        opt.step()
-    sync(device)
-    seconds = time.perf_counter() - t0
+    before = _flushing()
+    torch.set_flush_denormal(NAIVE_FLUSH[0])
+    try:
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            fit(params).backward()
+            opt.step()
+        sync(device)
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.set_flush_denormal(before)
     with torch.no_grad():
         ps = [P.detach().double() for P in params]
         final = float(fit(ps) + 0.5 * LAM * sum(P.pow(2).sum() for P in ps))
@@ -128,6 +152,12 @@ def engine_run(R: int, steps: int, dtype: str, device: str, d: int = D, compile:
     res = train(K, NPC, L, d, LAM, progress=False, compile=compile, params=_INITS[(R, d)], **kwargs)
     sync(device)
     return R * steps / (time.perf_counter() - t0), res
+
+
+def jax_steps(R: int, work: float) -> int:
+    """Steps of one (d) measurement: about an eighth of (b)'s run-steps, at least 20 (JAX is
+    several times slower, and records no loss, so any step count is a whole measurement)."""
+    return max(20, math.ceil(work / 8 / R))
 
 
 def med(xs):
@@ -151,9 +181,16 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=None, help="rounds of the main comparison")
     ap.add_argument("--no-compile", action="store_true", help="skip (c), torch.compile")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--no-scaling", action="store_true", help="skip the scaling tables and plot")
     ap.add_argument("--plot", default=str(HERE / "scaling.png"), help="where the plot goes")
     ap.add_argument("--json", default=None, help="also write every measurement to this file")
+    ap.add_argument("--no-jax", action="store_true", help="skip (d), the JAX peer")
+    ap.add_argument("--naive-flush", action="store_true", help="(a) flushes subnormals too")
+    ap.add_argument(
+        "--contention", action="store_true", help="also measure with a competing busy process"
+    )
     args = ap.parse_args(argv)
+    NAIVE_FLUSH[0] = args.naive_flush
     dev = args.device
     if dev.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {dev}: CUDA is not available on this machine")
@@ -165,6 +202,8 @@ def main(argv=None) -> None:
     Rs_comp = () if args.no_compile else ((64, 256) if args.quick else Rs_main)
     mm_size = 4096 if gpu else 2048
     name = torch.cuda.get_device_name(dev) if gpu else _cpu_model()
+    jax_version = None if args.no_jax or gpu else jax_peer.available()
+    Rs_jax = (256, 1024) if jax_version else ()
 
     print(f"# dufm engine benchmark  {time.strftime('%Y-%m-%d %H:%M')}  {'--quick' * args.quick}")
     print(
@@ -172,6 +211,21 @@ def main(argv=None) -> None:
         f"{torch.get_num_threads()} torch threads"
     )
     print(f"load average at start: {_load()}")
+    print(
+        f"CPU: {_cpu_model()}; flush-to-zero of subnormal floats: process default "
+        f"{'on' if _flushing() else 'off'}; (a) naive loop {'on' if args.naive_flush else 'off'} "
+        "(set explicitly); (b)/(c) engine on while it trains, on each of its threads"
+    )
+    if jax_version:
+        print(
+            f"(d) JAX {jax_version} (XLA CPU, its own threads and flush mode): R = 256 and 1024 x "
+            f"{jax_steps(256, work)} and {jax_steps(1024, work)} steps per measurement"
+        )
+    elif not args.no_jax and not gpu:
+        print(
+            "(d) JAX peer skipped: JAX is not installed "
+            "(pip install -r benchmarks/requirements.txt)"
+        )
     print(
         f"workload: K={K} n={NPC} d={D} L={L} lam=2^-10 lr={LR}; (a) naive: {naive_runs} runs "
         f"x 2000 steps per round; (b) R=64 x 2000 steps, R=256 and 1024 x {steps_for(256, work)} "
@@ -190,9 +244,13 @@ def main(argv=None) -> None:
             "b_loss": None,
             "c_loss": None,
             "compile_s": 0.0,
+            "d": {R: [] for R in Rs_jax},
+            "d_loss": None,
+            "jax_compile_s": 0.0,
         }
         for dt in DTYPES
     }
+    jax_runs = {}
 
     # Warm-up: first calls (allocator, BLAS handles) and torch.compile's compilations.
     for dt in DTYPES:
@@ -202,6 +260,10 @@ def main(argv=None) -> None:
         for R in Rs_comp:
             engine_run(R, 101, dt, dev, compile=True)
         res[dt]["compile_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for R in Rs_jax:
+            jax_runs[(dt, R)] = _jax_setup(R, jax_steps(R, work), dt)
+        res[dt]["jax_compile_s"] = time.perf_counter() - t0
 
     for rnd in range(rounds):
         seeds = [(rnd * naive_runs + j) % 64 for j in range(naive_runs)]
@@ -223,6 +285,9 @@ def main(argv=None) -> None:
                     r["c"][R].append(rate)
                     if R == 64:
                         r["c_loss"] = out.final_losses
+                if R in Rs_jax:
+                    run, params = jax_runs[(dt, R)]
+                    r["d"][R].append(R * jax_steps(R, work) / jax_peer.seconds(run, params))
             r["mm"].append(matmul_gflops(torch_dt, dev, mm_size))
         print(f"  round {rnd + 1}/{rounds} done, load average {_load()}", flush=True)
 
@@ -252,11 +317,20 @@ def main(argv=None) -> None:
                 f"{dt:8} {'(c) engine, compiled':22} {R:>5} {c:>12.0f} {spread(r['c'][R]):>15} "
                 f"{c / a:>7.1f}x"
             )
+        for R in Rs_jax:
+            dj = med(r["d"][R])
+            ratio[(dt, "d", R)] = dj / a
+            print(
+                f"{dt:8} {'(d) JAX vmap+jit+scan':22} {R:>5} {dj:>12.0f} {spread(r['d'][R]):>15} "
+                f"{dj / a:>7.1f}x   engine / JAX: {med(r['b'][R]) / dj:.1f}x"
+            )
         if Rs_comp:
             print(
                 f"{dt:8} (c) compile time (warm-up, {len(Rs_comp)} batch sizes): "
                 f"{r['compile_s']:.0f} s"
             )
+        if Rs_jax:
+            print(f"{dt:8} (d) jit compile time (2 batch sizes): {r['jax_compile_s']:.0f} s")
 
     print("\n## agreement on the same seeds: final loss after 2000 steps (R = 64 batch)")
     agree = {}
@@ -269,9 +343,15 @@ def main(argv=None) -> None:
         if Rs_comp:
             dc = float((r["b_loss"] - r["c_loss"]).abs().max())
             line += f"; max |(b)-(c)| = {dc:.1e} over 64 runs"
-        agree[dt] = (da, dc)
+        dd = float("nan")
+        if Rs_jax:
+            jax_loss = _jax_final_losses(JAX_SEEDS, dt)
+            dd = max(abs(jax_loss[s] - float(r["b_loss"][s])) for s in range(JAX_SEEDS))
+            line += f"; max |(b)-(d)| = {dd:.1e} over seeds 0-{JAX_SEEDS - 1}"
+        agree[dt] = (da, dc, dd)
         if dt == "float64":
-            line += "  [OK: < 1e-10]" if max(da, dc) < 1e-10 else "  [FAIL: >= 1e-10]"
+            worst = max(x for x in (da, dc, dd) if x == x)
+            line += "  [OK: < 1e-10]" if worst < 1e-10 else "  [FAIL: >= 1e-10]"
         print(line)
 
     print("\n## the limit: engine FLOP rate against a large matmul (same process, same dtype)")
@@ -296,22 +376,28 @@ def main(argv=None) -> None:
                 f"{eq:>12.1f} GFLOP/s"
             )
 
-    scaling = _scaling(args, dev, work // 2)
-    if not args.no_plot:
+    contended = _contention(args, dev, work, rounds) if args.contention else {}
+    scaling = {"R": (), "d": ()} if args.no_scaling else _scaling(args, dev, work // 2)
+    if not (args.no_plot or args.no_scaling):
         _plot(scaling, res, args.plot, dev, name)
         print(f"\nplot: {args.plot}")
     if args.json:
-        _dump(args.json, res, scaling, ratio, fracs, agree, name, dev)
+        _dump(args.json, res, scaling, ratio, fracs, agree, name, dev, contended)
         print(f"measurements: {args.json}")
     print(f"load average at end: {_load()}")
     peak = min(fracs[(dt, 1024)] for dt in DTYPES)
+    vs_jax = {
+        dt: f"{med(res[dt]['b'][256]) / med(res[dt]['d'][256]):.1f}" if Rs_jax else "n/a"
+        for dt in DTYPES
+    }
     print(
         f"ratio_f32_R256={ratio[('float32', 'b', 256)]:.1f} "
-        f"ratio_f64_R256={ratio[('float64', 'b', 256)]:.1f} peak_frac_R1024={peak:.2f}"
+        f"ratio_f64_R256={ratio[('float64', 'b', 256)]:.1f} peak_frac_R1024={peak:.2f} "
+        f"vs_jax_f64_R256={vs_jax['float64']} vs_jax_f32_R256={vs_jax['float32']}"
     )
 
 
-def _dump(path, res, scaling, ratio, fracs, agree, name, dev) -> None:
+def _dump(path, res, scaling, ratio, fracs, agree, name, dev, contended) -> None:
     import json
 
     out = {
@@ -328,15 +414,78 @@ def _dump(path, res, scaling, ratio, fracs, agree, name, dev) -> None:
             "compile_s": r["compile_s"],
             "engine": {str(R): v for R, v in r["b"].items()},
             "compiled": {str(R): v for R, v in r["c"].items()},
-            "agreement": {"a_b": agree[dt][0], "b_c": agree[dt][1]},
+            "jax": {str(R): v for R, v in r["d"].items()},
+            "agreement": {"a_b": agree[dt][0], "b_c": agree[dt][1], "b_d": agree[dt][2]},
         }
     out["ratios"] = {f"{dt}_{impl}_R{R}": v for (dt, impl, R), v in ratio.items()}
     out["peak_fraction"] = {f"{dt}_R{R}": v for (dt, R), v in fracs.items()}
+    out["contention"] = {f"{dt}_R{R}_{k}": v for (dt, R, k), v in contended.items()}
     out["scaling"] = {"R": list(scaling["R"]), "d": list(scaling["d"])}
     for key, val in scaling.items():
         if isinstance(key, tuple):
             out["scaling"]["_".join(key)] = val
     Path(path).write_text(json.dumps(out, indent=1))
+
+
+JAX_SEEDS = 8  # seeds whose final losses (d) and (b) are compared
+
+
+def _jax_setup(R: int, steps: int, dtype: str):
+    """(d): the jitted trainer for R runs and ``steps`` steps, compiled by one call, and the
+    same initialisation as (b) (``init_params`` of seeds 0..R-1) as JAX arrays."""
+    params = jax_peer.to_jax(init_params(K, NPC, L, make_runs(range(R), D, 1.0, LAM, LR)), dtype)
+    run = jax_peer.make_trainer(K, NPC, LAM, LR, steps, dtype)
+    jax_peer.seconds(run, params)  # compiles
+    return run, params
+
+
+def _jax_final_losses(R: int, dtype: str) -> list:
+    """(d)'s full loss (float64, ``dufm.losses.full_loss``) of seeds 0..R-1 after 2000 steps."""
+    run, params = _jax_setup(R, 2000, dtype)
+    out = [torch.from_numpy(np.array(P, dtype=np.float64)) for P in run(params)]
+    return [full_loss([P[i] for P in out], LAM) for i in range(R)]
+
+
+def _busy_process() -> subprocess.Popen:
+    """A competing process: one thread spinning in a Python loop until it is killed."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def _contention(args, dev: str, work: int, rounds: int) -> dict:
+    """The engine at R = 256 and 1024 with and without a competing busy process, interleaved.
+
+    With w worker threads and one busy thread on c cores, a share in proportion to the cores
+    the engine gets is min(w, c * w / (w + 1)) / min(w, c) of its rate alone (2/3 on 2 cores).
+    """
+    cores, w = os.cpu_count() or 1, torch.get_num_threads()
+    fair = min(w, cores * w / (w + 1)) / min(w, cores)
+    rates = {(dt, R, k): [] for dt in DTYPES for R in (256, 1024) for k in ("alone", "busy")}
+    for rnd in range(rounds):
+        for dt in DTYPES:
+            for R in (256, 1024):
+                rates[(dt, R, "alone")].append(engine_run(R, steps_for(R, work), dt, dev)[0])
+                busy = _busy_process()
+                try:
+                    time.sleep(0.3)
+                    rates[(dt, R, "busy")].append(engine_run(R, steps_for(R, work), dt, dev)[0])
+                finally:
+                    busy.kill()
+                    busy.wait()
+        print(f"  contention round {rnd + 1}/{rounds} done, load average {_load()}", flush=True)
+    print(
+        f"\n## contention: the engine alone and with one competing busy process ({cores} cores, "
+        f"{w} torch threads; in proportion to the cores it gets: {fair:.2f})"
+    )
+    print(f"{'dtype':8} {'R':>5} {'alone':>10} {'with busy':>10} {'ratio':>7}")
+    out = {}
+    for dt in DTYPES:
+        for R in (256, 1024):
+            alone, busy = med(rates[(dt, R, "alone")]), med(rates[(dt, R, "busy")])
+            out[(dt, R, "alone")] = rates[(dt, R, "alone")]
+            out[(dt, R, "busy")] = rates[(dt, R, "busy")]
+            out[(dt, R, "ratio")] = busy / alone
+            print(f"{dt:8} {R:>5} {alone:>10.0f} {busy:>10.0f} {busy / alone:>7.2f}")
+    return out
 
 
 def _scaling(args, dev: str, work: int) -> dict:

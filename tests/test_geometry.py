@@ -16,10 +16,9 @@ from dufm.geometry import (
     output_jacobian,
     structure_spectrum,
 )
-from dufm.losses import forward, one_hot_labels
+from dufm.losses import forward, loss_and_grads, one_hot_labels
 from dufm.metrics import critical_point_residual
 from dufm.structures import dnc_logits, factorize
-from dufm.trainer import loss_and_grads
 
 GEN = torch.Generator().manual_seed(0)
 K, n, L, d, lam = 3, 2, 2, 4, 0.05

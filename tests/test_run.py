@@ -14,7 +14,7 @@ import nbformat
 import papermill
 import pytest
 
-from dufm import run
+from dufm import book, run
 from dufm.run import (
     ChapterError,
     execute_chapter,
@@ -147,7 +147,7 @@ def test_keyed_file_keys_are_checked_against_the_chapters_of_the_toc():
     root = Path(__file__).resolve().parents[1]
     chapter = root / "chapters" / "01_deep_ufm.md"
     with pytest.raises(ValueError, match=r"unknown chapter\(s\) '01_deep_ufn'.*01_deep_ufm, 02"):
-        run._select({"01_deep_ufn": {"steps": 3}}, chapter, "my.yml")
+        book._select({"01_deep_ufn": {"steps": 3}}, chapter, "my.yml")
 
 
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n"])

@@ -143,6 +143,19 @@ def test_bad_arguments_raise_a_value_error_naming_them(tmp_path, kwargs, message
         run_sweep(out_dir=tmp_path, **args)
 
 
+def test_the_engine_source_is_part_of_the_code_fingerprint(monkeypatch):
+    from pathlib import Path
+
+    before = sweep_mod._code_fingerprint()
+    read = Path.read_bytes
+
+    def edited(path):
+        return read(path) + (b"\n# edited\n" if path.name == "_engine.py" else b"")
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+    assert sweep_mod._code_fingerprint() != before
+
+
 def test_a_diverging_run_is_recorded_and_the_rest_of_the_sweep_finishes(tmp_path):
     from dufm.outcomes import summarise_sweep
     from dufm.trainer import DivergenceError

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from dufm.losses import class_labels, full_loss
-from dufm.trainer import DivergenceError, init_params, loss_and_grads, make_runs, train
+from dufm.losses import class_labels, full_loss, loss_and_grads
+from dufm.trainer import DivergenceError, init_params, make_runs, train
 
 K, n = 4, 3
 
@@ -160,7 +160,7 @@ def test_bad_arguments_raise_a_value_error_naming_them(kwargs, message):
 
 @pytest.fixture
 def blocked_threaded(monkeypatch):
-    import dufm.trainer as trainer_mod
+    import dufm._engine as trainer_mod
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -200,7 +200,7 @@ def test_a_failing_worker_stops_training_and_restores_the_thread_count(
 
 @pytest.mark.parametrize("activation", ["linear", "relu"])
 def test_compiled_step_gives_the_numbers_of_the_eager_step(activation, monkeypatch):
-    import dufm.trainer as trainer_mod
+    import dufm._engine as trainer_mod
 
     d = 6
     per_run = 2 * (d * K * n + d * d + K * d) * 8  # bytes of one run's parameters, twice
@@ -223,6 +223,85 @@ def test_a_failing_compiler_warns_and_trains_eagerly(monkeypatch):
     with pytest.warns(UserWarning, match="torch.compile failed .*no compiler here"):
         compiled = train(K, n, 2, 6, 0.01, compile=True, **kwargs)
     assert torch.equal(compiled.losses, train(K, n, 2, 6, 0.01, **kwargs).losses)
+
+
+# float32 on x86: a softmax entry below 1.2e-38 is subnormal, and products with subnormal
+# operands run many times slower; the engine flushes them to zero while it trains.
+
+
+@pytest.fixture
+def no_flushing(monkeypatch):
+    """Train with the CPU's flush mode left as it is (the engine before flushing existed)."""
+    import contextlib
+
+    import dufm._engine as engine_mod
+
+    def keep_mode(active=True):
+        return contextlib.nullcontext()
+
+    def train_unflushed(*args, **kwargs):
+        with monkeypatch.context() as m:
+            m.setattr(engine_mod, "flush_denormals", keep_mode)
+            return train(*args, **kwargs)
+
+    return train_unflushed
+
+
+def test_float32_results_with_flushed_subnormals_stay_within_float32_rounding(no_flushing):
+    from dufm._engine import _flushing
+
+    # init_scale 3: logit gaps of about 100 from the start, so float32 softmax entries underflow
+    kwargs = dict(seeds=range(4), init_scale=3.0, lr=0.01, steps=300, record_every=50)
+    kwargs.update(dtype="float32", progress=False)
+    before = _flushing()
+    flushed = train(K, n, 2, 6, 0.01, **kwargs)
+    assert _flushing() == before  # the thread's mode is restored after training
+    plain = no_flushing(K, n, 2, 6, 0.01, **kwargs)
+    Z = torch.stack([plain.logits(i) for i in range(4)]).float()
+    P = torch.softmax(Z, dim=-2)
+    assert bool(((P > 0) & (P < torch.finfo(torch.float32).tiny)).any()), "no subnormal arose"
+    rel = ((flushed.losses - plain.losses).abs() / plain.losses.abs()).max()
+    assert float(rel) < 1e-5, f"flushed and unflushed float32 losses differ by {float(rel):.2e}"
+
+
+def test_flushing_leaves_float64_results_bit_identical(no_flushing):
+    kwargs = dict(seeds=range(3), steps=200, record_every=50, progress=False)
+    flushed = train(K, n, 2, [4, 6, 5], 0.01, **kwargs)
+    plain = no_flushing(K, n, 2, [4, 6, 5], 0.01, **kwargs)
+    assert torch.equal(flushed.losses, plain.losses)
+    for P, Q in zip(flushed.params, plain.params, strict=True):
+        assert torch.equal(P, Q)
+
+
+def test_a_thread_that_already_flushes_keeps_flushing():
+    from dufm._engine import _flushing
+
+    torch.set_flush_denormal(True)
+    try:
+        train(K, n, 2, 6, 0.01, seeds=[0, 1], steps=20, progress=False)
+        assert _flushing()
+    finally:
+        torch.set_flush_denormal(False)
+    train(K, n, 2, 6, 0.01, seeds=[0, 1], steps=20, progress=False)
+    assert not _flushing()
+
+
+def test_every_thread_that_steps_a_block_flushes_subnormals(blocked_threaded, monkeypatch):
+    import threading
+
+    from dufm._engine import _flushing
+
+    seen = {}
+    step = blocked_threaded._linear_step
+
+    def recording_step(*args):
+        seen[threading.get_ident()] = _flushing()
+        return step(*args)
+
+    monkeypatch.setattr(blocked_threaded, "_linear_step", recording_step)
+    train(K, n, 2, 5, 0.01, seeds=range(4), steps=30, record_every=10, progress=False)
+    assert seen and threading.get_ident() not in seen  # the steps ran on worker threads
+    assert all(seen.values()), seen
 
 
 def test_divergence_names_how_many_and_the_first_runs():

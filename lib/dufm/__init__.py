@@ -5,9 +5,11 @@ Modules, one responsibility each (the chapter that uses a module most is named i
 - ``validation``: argument checks shared by every public function.
 - ``structures``: the logit structures of the paper in one vocabulary (``"dnc"``, ``"pair"``,
   mixtures) and the Lemma-1 factorisation of a logit matrix into deep-UFM parameters.
-- ``losses``: the deep-UFM loss and the reduced loss of Lemma 1.
-- ``trainer``: batched full-batch gradient descent over many independent runs.
-- ``sweep``: resumable sweeps of training runs over a grid of settings (Figures 2 and 5).
+- ``losses``: the deep-UFM loss, its reference gradient and the reduced loss of Lemma 1.
+- ``trainer``: batched full-batch gradient descent over many independent runs (its engine:
+  ``_engine``).
+- ``sweep``: resumable sweeps of training runs over a grid of settings (Figures 2 and 5);
+  ``cluster``: the same on a Dask cluster.
 - ``experiments``: training with snapshots of measured quantities (chapter 1).
 - ``networks``: real networks, a backbone (ResNet-20, ResNet-8, MLP) and a deep head, in the
   two regularisation regimes, and the head's DNC bound (chapter 9).

@@ -14,8 +14,16 @@ import numpy as np
 import torch
 
 from . import losses
-from .losses import forward, full_loss, mean_cross_entropy, one_hot_labels, reduced_loss
+from .losses import (
+    forward,
+    full_loss,
+    loss_and_grads,
+    mean_cross_entropy,
+    one_hot_labels,
+    reduced_loss,
+)
 from .metrics import balancedness_gaps, balancedness_residual, critical_point_residual, dnc_metrics
+from .trainer import train
 
 
 class CheckFailed(AssertionError):
@@ -178,8 +186,6 @@ def check_critical_point(params: list, lam: float, tol: float) -> float:
 def full_gradients(params: list, lam: float) -> list:
     """Gradients of the deep linear UFM loss (weight decay included) at one point, by the
     trainer's reference routine. ``params`` = [H_1, W_1, ..., W_L] (2-D); same shapes back."""
-    from .trainer import loss_and_grads
-
     K, N = params[-1].shape[0], params[0].shape[1]
     targets = one_hot_labels(K, N // K, params[0].dtype)
     lam_t = torch.full((1, 1, 1), float(lam), dtype=params[0].dtype)
@@ -256,8 +262,6 @@ def decay_rates(
 
 def gd_step(params: list, lam: float, lr: float) -> list:
     """One full-batch gradient-descent step of the linear deep UFM by ``dufm.trainer.train``."""
-    from .trainer import train
-
     K, N = params[-1].shape[0], params[0].shape[1]
     result = train(
         K, N // K, len(params) - 1, params[0].shape[0], lam, seeds=[0], lr=lr, steps=1,
@@ -274,8 +278,6 @@ def check_balance_recursion(params: list, lam: float, lr: float, tol: float = 1e
     ``step(params, lam, lr)`` makes the step (the trainer's by default). Returns the largest
     relative error over the layers.
     """
-    from .trainer import loss_and_grads
-
     K, N = params[-1].shape[0], params[0].shape[1]
     targets = one_hot_labels(K, N // K)
     _, grads = loss_and_grads(

@@ -1,4 +1,4 @@
-"""The deep-UFM loss and the reduced loss of Lemma 1.
+"""The deep-UFM loss, its reference gradient and the reduced loss of Lemma 1.
 
 Normalisation (the paper's): the fit term is the MEAN cross-entropy over the N samples, and
 one weight decay lam multiplies (1/2) of the squared Frobenius norm of every matrix, H_1 included.
@@ -158,3 +158,32 @@ def full_loss(params: list, lam: float, activation: str = "linear", class_sizes=
     else:
         class_sizes = check_class_sizes(class_sizes, K=Z.shape[0], N=Z.shape[1])
     return float(mean_cross_entropy(Z.double(), class_sizes)) + lam * float(regulariser(params))
+
+
+def loss_and_grads(params: list, targets: torch.Tensor, lam: torch.Tensor, activation: str):
+    """Per-run loss (R,) and the analytic gradients of the deep-UFM loss, batched over runs.
+
+    The reference form of the gradient (Section 2; every training figure), used by
+    ``dufm.metrics`` and ``dufm.checks`` and checked against autograd in the tests (the engine,
+    ``dufm._engine``, computes the same gradient in place). ``params`` are batched (R, rows, cols)
+    matrices [H_1, W_1, ..., W_L]; ``targets`` is the one-hot Y (K, Kn); ``lam`` has shape
+    (R, 1, 1).
+    """
+    feats = forward(params, activation)
+    Z = feats[-1]
+    N = Z.shape[-1]
+    logp = torch.log_softmax(Z, dim=-2)
+    fit = -(logp * targets).sum(dim=(-2, -1)) / N
+    loss = fit + lam.view(-1) * regulariser(params).to(fit.dtype)
+    G = (logp.exp() - targets) / N  # dL/dZ
+    grads = [None] * len(params)
+    for layer in range(len(params) - 1, 0, -1):
+        inp = feats[layer - 1]
+        if activation == "relu" and layer >= 2:
+            inp = torch.relu(inp)
+        grads[layer] = G @ inp.transpose(-2, -1) + lam * params[layer]
+        G = params[layer].transpose(-2, -1) @ G
+        if activation == "relu" and layer >= 2:
+            G = G * (feats[layer - 1] > 0)
+    grads[0] = G + lam * params[0]
+    return loss, grads

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .losses import forward, one_hot_labels
+from .losses import forward, loss_and_grads, one_hot_labels
 from .structures import expand_classes, mixture_components, pair_matrix, simplex_matrix
 from .validation import check_activation, check_class_sizes, check_logits
 
@@ -175,10 +175,9 @@ def critical_point_residual(params: list, lam: float, activation: str = "linear"
     """||grad L|| / (lam ||params||): how far [H_1, W_1, ..., W_L] is from a critical point.
 
     The weight-decay part of the gradient has norm lam ||params||, so a value far below 1 means
-    the fit gradient cancels it (Lemma 1's hypothesis). Uses the trainer's analytic gradient.
+    the fit gradient cancels it (Lemma 1's hypothesis). Uses the reference analytic gradient
+    (``dufm.losses.loss_and_grads``).
     """
-    from .trainer import loss_and_grads
-
     K, N = params[-1].shape[0], params[0].shape[1]
     targets = one_hot_labels(K, N // K, params[0].dtype)
     lam_t = torch.full((1, 1, 1), float(lam), dtype=params[0].dtype)

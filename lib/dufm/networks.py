@@ -41,7 +41,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .losses import forward, mean_cross_entropy
-from .metrics import singular_values
+from .metrics import classify_structure, numerical_rank, singular_values
+from .structures import expand_classes, simplex_matrix
 from .theory import optimal_scale
 from .trainer import DivergenceError
 from .validation import (
@@ -510,8 +511,6 @@ def run_summary(result: NetworkResult, r: int, rank_rtol: float = 1e-3, threshol
     ``structure`` and ``dnc_distance`` (``dufm.metrics.classify_structure`` of Z: its name and
     the normalised Frobenius distance of Z from S kron 1_n^T).
     """
-    from .metrics import classify_structure, numerical_rank
-    from .structures import expand_classes, simplex_matrix
 
     check_int("r", r, 0)
     if r >= len(result.seeds):

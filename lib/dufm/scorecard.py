@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .book import toc_chapters
+
 VERDICTS = ("reproduced", "sharper", "contradicted", "not reproduced")
 NOT_RUN = "not run"
 NOT_IN_BOOK = "not in the book yet"
@@ -382,8 +384,6 @@ def update_readme(readme: str | os.PathLike, line: str) -> bool:
 
 def book_summary(root: str | os.PathLike, directory: str | os.PathLike | None = None) -> str:
     """The summary line of the records of the book at ``root`` (its chapters from _toc.yml)."""
-    from .run import toc_chapters  # the runner imports papermill; only this entry point needs it
-
     root = Path(root)
     folder = Path(directory) if directory is not None else root / "_build" / "records"
     stems = [c.stem for c in toc_chapters(root)]

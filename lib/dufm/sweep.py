@@ -11,6 +11,10 @@ batch in progress. Example::
     configs = grid(seeds=range(10), d=[20, 40, 70, 100], lam=2**-10)
     result = run_sweep(configs, "runs/fig2", K=10, n=5, L=2, steps=40000, device="cuda")
     result.final_loss, result.logit_svals  # one row per configuration, in the given order
+
+With ``executor`` (any ``concurrent.futures.Executor``; ``dufm.cluster.sweep_executor`` gives a
+Dask cluster's) each batch is one task: the executor trains it and returns its compact record,
+and this process alone writes the batch files.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from . import trainer
+from .cluster import completed
 from .files import default_file_mode
 from .losses import forward
 from .trainer import train
@@ -128,7 +133,7 @@ def _train_defaults() -> dict:
 
 # The sources that compute a batch's numbers: a change to any of them trains the batch again, so
 # a sweep never returns results of older code.
-_CODE = ("trainer.py", "losses.py", "sweep.py")
+_CODE = ("trainer.py", "_engine.py", "losses.py", "sweep.py")
 
 
 def _code_fingerprint() -> str:
@@ -235,6 +240,7 @@ def run_sweep(
     batch_size: int = 256,
     progress: bool = True,
     stop_on_divergence: bool = False,
+    executor=None,
     **train_kwargs,
 ) -> SweepResult:
     """Train every configuration, resuming from the finished batches in ``out_dir`` (Figs. 2, 5).
@@ -248,6 +254,10 @@ def run_sweep(
     the ETA across batches. A run whose loss becomes NaN or infinite is recorded as diverged
     (``SweepResult.diverged``, with a warning naming how many) and the sweep goes on; with
     ``stop_on_divergence=True`` the first divergence raises ``dufm.trainer.DivergenceError``.
+    ``executor``: None trains the batches one after another in this process; a
+    ``concurrent.futures.Executor`` (``client.get_executor()`` of a Dask client, see
+    ``dufm.cluster``) gets every missing batch as one task at once, and each batch is saved here
+    as its task finishes (the numbers are the same either way).
     """
     check_sizes(K=K, n=n, L=L)
     check_int("batch_size", batch_size, 1)
@@ -322,20 +332,13 @@ def run_sweep(
         unit="run",
     )
     try:
-        for idx, settings, path in pending:
-            result = train(
-                K,
-                n,
-                L,
-                [runs[i].d for i in idx],
-                [runs[i].lam for i in idx],
-                seeds=[runs[i].seed for i in idx],
-                init_scale=[runs[i].init_scale for i in idx],
-                progress=False,
-                on_divergence="raise" if stop_on_divergence else "record",
-                **train_kwargs,
-            )
-            payload = {"settings": settings, **_summarise(result)}
+        kwargs = {**train_kwargs, "on_divergence": "raise" if stop_on_divergence else "record"}
+        jobs = [
+            ((idx, settings, path), (K, n, L, [runs[i] for i in idx], kwargs))
+            for idx, settings, path in pending
+        ]
+        for (idx, settings, path), record in completed(_train_batch, jobs, executor):
+            payload = {"settings": settings, **record}
             _save_atomic(payload, path)
             _collect(records, idx, payload)
             trained += 1
@@ -352,6 +355,23 @@ def run_sweep(
             stacklevel=2,
         )
     return result
+
+
+def _train_batch(K: int, n: int, L: int, runs: list, train_kwargs: dict) -> dict:
+    """Train one batch of ``SweepRun`` configurations and return its compact record (the task
+    an executor's worker runs)."""
+    result = train(
+        K,
+        n,
+        L,
+        [r.d for r in runs],
+        [r.lam for r in runs],
+        seeds=[r.seed for r in runs],
+        init_scale=[r.init_scale for r in runs],
+        progress=False,
+        **train_kwargs,
+    )
+    return _summarise(result)
 
 
 def _collect(records: dict, idx: list, payload: dict) -> None:

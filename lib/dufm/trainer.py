@@ -9,33 +9,22 @@ The gradient is analytic (no autograd): with a_0 = H_1, a_l = act(H_{l+1}) and G
 dL/dW_l = G_l a_{l-1}^T + lam W_l, G_{l-1} = (W_l^T G_l) * act'(H_l). This serves Figure 1
 (and every experiment that trains), and is checked against autograd in the tests.
 
-The hot loop (``_linear_step``, ``_relu_step``) updates the parameters in place, writes the
-linear model's products into preallocated buffers and fuses the weight decay into the matrix
-product (``baddbmm_``). For the linear model it multiplies through the K-dimensional bottleneck:
-with A_l = W_L ... W_l (K x d) and B_l = G_Z H_l^T (K x d), Z = A_1 H_1,
-dL/dW_l = A_{l+1}^T B_l + lam W_l, dL/dH_1 = A_1^T G_Z + lam H_1, and B_{l+1} = B_l W_l^T. That
-is the same gradient with 6Kd((L-1)d + N) instead of 6dN((L-1)d + K) multiply-adds per run
-(3.3x fewer for Figure 1's model). The loss is evaluated only at the recorded steps. On the CPU
-the runs advance in blocks of a few MB, each block for a whole recording interval so that its
-working set stays in cache, and the blocks are shared among one worker thread per core, each
-running its products single-threaded (``benchmarks/sweep.py``
-measures the engine; ``benchmarks/README.md`` records why it is built this way).
+The engine itself (in-place step kernels, cache-sized blocks, worker threads, the
+``torch.compile`` fallback) is ``dufm._engine``; this module holds the public API: the run
+settings, the initialisation, ``train`` and its result. ``loss_and_grads`` (the reference
+gradient) lives in ``dufm.losses`` and is re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
 import sys
-import threading
-import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
 from tqdm import tqdm
 
+from ._engine import _advance, _Block, _block_bounds, _losses, _threads
 from .losses import forward, one_hot_labels
 from .validation import (
     check_activation,
@@ -49,6 +38,15 @@ from .validation import (
     check_positive,
     check_sizes,
 )
+
+__all__ = [
+    "DivergenceError",
+    "RunConfig",
+    "TrainResult",
+    "init_params",
+    "make_runs",
+    "train",
+]
 
 INIT_SCHEMES = ("normal", "fan_in", "fixed_output")
 ON_DIVERGENCE = ("raise", "record")
@@ -181,294 +179,6 @@ def init_params(K: int, n, L: int, runs: list, init: str = "normal", class_sizes
     return params
 
 
-def loss_and_grads(params: list, targets: torch.Tensor, lam: torch.Tensor, activation: str):
-    """Per-run loss (R,) and the analytic gradients of the deep-UFM loss, batched over runs.
-
-    The reference form of the gradient (Section 2; every training figure), checked against
-    autograd in the tests. ``targets`` is the one-hot Y (K, Kn); ``lam`` has shape (R, 1, 1).
-    """
-    feats = forward(params, activation)
-    Z = feats[-1]
-    N = Z.shape[-1]
-    logp = torch.log_softmax(Z, dim=-2)
-    fit = -(logp * targets).sum(dim=(-2, -1)) / N
-    reg = sum(P.pow(2).sum(dim=(-2, -1)) for P in params)
-    loss = fit + 0.5 * lam.view(-1) * reg
-    G = (logp.exp() - targets) / N  # dL/dZ
-    grads = [None] * len(params)
-    for layer in range(len(params) - 1, 0, -1):
-        inp = feats[layer - 1]
-        if activation == "relu" and layer >= 2:
-            inp = torch.relu(inp)
-        grads[layer] = G @ inp.transpose(-2, -1) + lam * params[layer]
-        G = params[layer].transpose(-2, -1) @ G
-        if activation == "relu" and layer >= 2:
-            G = G * (feats[layer - 1] > 0)
-    grads[0] = G + lam * params[0]
-    return loss, grads
-
-
-# --- the hot loop ------------------------------------------------------------------------------
-#
-# A step function takes (params, shift, coef, beta, decay) and updates params in place:
-# P <- decay * P - lr * (fit gradient of P). The factor -lr/N (``coef``) is folded into G_Z once,
-# G = coef * (softmax(Z) - Y) = coef * softmax(Z) + shift with shift = -coef * Y, so every fit
-# gradient, being linear in G_Z, arrives already scaled. decay = 1 - lr * lam goes through
-# baddbmm's beta when it is one scalar for the block (``decay`` is None), else it is a per-run
-# (R, 1, 1) tensor (then beta = 1); ``coef`` likewise is a float or an (R, 1, 1) tensor.
-
-
-def _output_grad(P, shift, coef):
-    """G = -lr * dL/dZ = coef * P + shift, written over the softmax P (one pass for scalar lr)."""
-    if isinstance(coef, float):
-        return torch.add(shift, P, alpha=coef, out=P)
-    return P.mul_(coef).add_(shift)
-
-
-def _update(P, X, Y, beta, decay):
-    """P <- decay * P + X @ Y (batched), fused into one baddbmm when decay is a scalar."""
-    if decay is not None:
-        P.mul_(decay)
-    P.baddbmm_(X, Y, beta=beta)
-
-
-def _decay_add(P, G, beta, decay):
-    """P <- decay * P + G (one pass when decay is a scalar)."""
-    if decay is not None:
-        P.mul_(decay).add_(G)
-    else:
-        torch.add(G, P, alpha=beta, out=P)
-
-
-class _Workspace:
-    """One block of the linear model: its parameters, cached transposed views and preallocated
-    products, so that the step allocates nothing (about 6% faster in float64 on the 2-core CPU)."""
-
-    def __init__(self, params: list):
-        H, Ws = params[0], params[1:]
-        (R, d, N), K, L = H.shape, Ws[-1].shape[-2], len(Ws)
-        self.H, self.Ws, self.Ht = H, Ws, H.mT
-        self.Wt = [W.mT for W in Ws]
-        self.A = [None] + [H.new_empty(R, K, d) for _ in range(1, L)] + [Ws[-1]]
-        self.At = [None] + [A.mT for A in self.A[1:]]
-        self.Z, self.G = H.new_empty(R, K, N), H.new_empty(R, K, N)
-        self.B = [None] + [H.new_empty(R, K, d) for _ in range(L)]
-
-
-def _linear_step(ws: _Workspace, shift, coef, beta, decay) -> None:
-    """One GD step of the linear deep UFM through the K-dimensional bottleneck (Figures 1, 2, 5).
-
-    A_l = W_L...W_l, Z = A_1 H_1, B_1 = G H_1^T, B_{l+1} = B_l W_l^T;
-    W_l += A_{l+1}^T B_l (l < L), W_L += B_L, H_1 += A_1^T G (G = -lr dL/dZ), plus the decay.
-    Every product is written into the block's workspace ``ws``.
-    """
-    Ws, A, B, L = ws.Ws, ws.A, ws.B, len(ws.Ws)
-    for layer in range(L - 1, 0, -1):
-        torch.bmm(A[layer + 1], Ws[layer - 1], out=A[layer])
-    torch.bmm(A[1], ws.H, out=ws.Z)
-    G = _output_grad(torch.ops.aten._softmax.out(ws.Z, -2, False, out=ws.G), shift, coef)
-    torch.bmm(G, ws.Ht, out=B[1])
-    for layer in range(1, L):
-        torch.bmm(B[layer], ws.Wt[layer - 1], out=B[layer + 1])
-    _update(ws.H, ws.At[1], G, beta, decay)
-    for layer in range(1, L):  # W_L (= A[L]) is read here and updated last
-        _update(Ws[layer - 1], ws.At[layer + 1], B[layer], beta, decay)
-    _decay_add(Ws[-1], B[L], beta, decay)
-
-
-def _linear_step_unbuffered(params, shift, coef, beta, decay) -> None:
-    """``_linear_step`` on a fresh workspace: the form ``torch.compile`` gets (it plans the
-    buffers itself, and a workspace's aliased views are not valid compiled-function inputs)."""
-    _linear_step(_Workspace(params), shift, coef, beta, decay)
-
-
-def _relu_step(params, shift, coef, beta, decay):
-    """One GD step of the deep ReLU UFM by backpropagation (Figure 6), L >= 2."""
-    H, Ws = params[0], params[1:]
-    inputs = [H]  # the input of W_1, ..., W_L
-    X = torch.bmm(Ws[0], H)
-    for W in Ws[1:]:
-        X = X.relu_()
-        inputs.append(X)
-        X = torch.bmm(W, X)
-    G = _output_grad(torch.softmax(X, dim=-2), shift, coef)
-    for layer in range(len(Ws), 0, -1):
-        W, inp = Ws[layer - 1], inputs[layer - 1]
-        below = torch.bmm(W.mT, G)  # with the old W
-        if layer >= 2:
-            below = torch.ops.aten.threshold_backward(below, inp, 0)
-        _update(W, G, inp.mT, beta, decay)
-        G = below
-    _decay_add(H, G, beta, decay)
-
-
-def _output(params, relu: bool) -> torch.Tensor:
-    """Z of a block, associated as the step does (bottleneck for linear, layerwise for ReLU)."""
-    H, Ws = params[0], params[1:]
-    if relu:
-        X = torch.bmm(Ws[0], H)
-        for W in Ws[1:]:
-            X = torch.bmm(W, torch.relu(X))
-        return X
-    A = Ws[-1]
-    for W in reversed(Ws[:-1]):
-        A = torch.bmm(A, W)
-    return torch.bmm(A, H)
-
-
-class _Block:
-    """A contiguous block of runs (views into the batched parameters) and its step settings."""
-
-    def __init__(self, params, targets, runs, activation, compile):
-        self.params, self.targets = params, targets
-        dev, dt = params[0].device, params[0].dtype
-        N = targets.shape[-1]
-        self.relu = activation == "relu" and len(params) > 2
-        lr = [r.lr for r in runs]
-        decay = [1.0 - r.lr * r.lam for r in runs]
-        self.lam = torch.tensor([r.lam for r in runs], device=dev, dtype=dt)
-        if len(set(lr)) == 1:
-            self.coef = -lr[0] / N
-        else:
-            self.coef = torch.tensor([-x / N for x in lr], device=dev, dtype=dt).view(-1, 1, 1)
-        self.shift = -self.coef * targets
-        if len(set(decay)) == 1:
-            self.beta, self.decay = decay[0], None
-        else:
-            self.beta = 1.0
-            self.decay = torch.tensor(decay, device=dev, dtype=dt).view(-1, 1, 1)
-        settings = (self.shift, self.coef, self.beta, self.decay)
-        if compile:
-            eager = _relu_step if self.relu else _linear_step_unbuffered
-            fn = _compiled_step(eager, params, settings)
-            self.step = functools.partial(fn, params, *settings)
-        elif self.relu:
-            self.step = functools.partial(_relu_step, params, *settings)
-        else:
-            self.step = functools.partial(_linear_step, _Workspace(params), *settings)
-
-    def loss(self) -> torch.Tensor:
-        """The deep-UFM loss of every run in the block, shape (R_block,)."""
-        Z = _output(self.params, self.relu)
-        fit = -(torch.log_softmax(Z, dim=-2) * self.targets).sum(dim=(-2, -1)) / Z.shape[-1]
-        reg = sum(torch.linalg.vector_norm(P, dim=(-2, -1)).square() for P in self.params)
-        return fit + 0.5 * self.lam * reg
-
-
-# Runs per block on the CPU: about this many bytes (twice the block's parameters, for the step's
-# temporaries), so that a block stays in the cache for a whole recording interval. 4 MB (28 runs
-# of the Figure 1 model in float64, 57 in float32) ran 1.3-2x faster than one block of R = 1024
-# on the 2-core CPU; 2-5 MB were alike, 1 MB 20% and 8 MB 35% slower (benchmarks/README.md).
-CPU_BLOCK_BYTES = 4 * 2**20
-
-
-def _cache_blocks(params, device: torch.device) -> int:
-    """How many cache-sized blocks the runs need (1 on a GPU: there all runs go in one)."""
-    if device.type != "cpu":
-        return 1
-    per_run = 2 * sum(P[0].numel() for P in params) * params[0].element_size()
-    return math.ceil(params[0].shape[0] / max(1, CPU_BLOCK_BYTES // per_run))
-
-
-def _workers(params, device: torch.device, compile: bool) -> int:
-    """CPU worker threads: one per torch thread (at most one per block), each running whole
-    blocks single-threaded.
-
-    Parallel over blocks instead of inside each small product: no OpenMP barrier per product,
-    so a busy machine (another process on a core) slows training in proportion instead of
-    stalling every product (measured: up to 10x in float64 with 2 OpenMP threads on 2 busy
-    cores). Below two cache-sized blocks the products run multi-threaded as usual. Not with
-    ``compile`` (compiled code is not run from several threads here).
-    """
-    if device.type != "cpu" or compile:
-        return 1
-    return max(1, min(torch.get_num_threads(), _cache_blocks(params, device)))
-
-
-def _block_bounds(params, device: torch.device, workers: int) -> list:
-    """[(start, stop)] of the blocks: all runs on a GPU; on the CPU cache-sized blocks, their
-    number a multiple of ``workers`` and their sizes as equal as possible."""
-    R = params[0].shape[0]
-    count = min(R, workers * math.ceil(_cache_blocks(params, device) / workers))
-    size, extra = divmod(R, count)
-    bounds, start = [], 0
-    for i in range(count):
-        stop = start + size + (i < extra)
-        bounds.append((start, stop))
-        start = stop
-    return bounds
-
-
-def _advance(groups: list, n: int, pool) -> None:
-    """Run every block of every group ``n`` steps (each group on its own worker thread)."""
-    if pool is None:
-        _run_group(groups[0], n)
-        return
-    stop = threading.Event()
-    futures = [pool.submit(_run_group, group, n, stop) for group in groups]
-    try:
-        for future in futures:
-            future.result()  # re-raises a worker's exception here
-    except BaseException:  # Ctrl-C or a failed worker: the others stop at their next step
-        stop.set()
-        raise
-
-
-def _losses(blocks: list, pool) -> torch.Tensor:
-    """The loss of every run, (R,) float64 on the CPU; the blocks' losses on the workers."""
-    if pool is None:
-        parts = [block.loss() for block in blocks]
-    else:
-        parts = list(pool.map(_block_loss, blocks))
-    return torch.cat(parts).double().cpu()
-
-
-def _block_loss(block) -> torch.Tensor:
-    with torch.no_grad():
-        return block.loss()
-
-
-def _run_group(blocks: list, n: int, stop: threading.Event | None = None) -> None:
-    with torch.no_grad():  # grad mode is per thread
-        for block in blocks:  # each block runs the whole interval while it is in cache
-            for _ in range(n):
-                if stop is not None and stop.is_set():
-                    return
-                block.step()
-
-
-@contextlib.contextmanager
-def _single_threaded_ops(active: bool):
-    """torch.set_num_threads(1) for the duration (the workers supply the parallelism)."""
-    if not active:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _compiled_step(eager, block_params, settings):
-    """``torch.compile`` of the step, tried once on a copy of a block; eager where it fails.
-
-    Measured on the 2-core CPU it is slower than eager (inductor turns the in-place ``baddbmm_``
-    into an out-of-place product plus a copy), hence off by default.
-    """
-    try:
-        fn = torch.compile(eager)
-        with torch.no_grad():  # as in training, so the trial's graph is the one reused
-            fn([P.clone() for P in block_params], *settings)
-    except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager
-        warnings.warn(
-            f"torch.compile failed ({type(exc).__name__}: {exc}); training eagerly", stacklevel=4
-        )
-        return eager
-    return fn
-
-
 def train(
     K: int,
     n: int,
@@ -503,10 +213,12 @@ def train(
     or, with ``on_divergence="record"``, marks those runs in ``TrainResult.diverged`` (the step
     of their first non-finite loss) while the others train on. ``compile=True`` runs the step
     through ``torch.compile`` (falling back to eager, with a warning, where it fails; slower than
-    eager on the CPU). On the CPU a batch of several cache-sized blocks trains on
-    ``torch.get_num_threads()`` worker threads, with ``torch.set_num_threads(1)`` while it runs
-    (restored afterwards). ``class_sizes`` (Appendix A, chapter 10): K class sizes n_1..n_K
-    instead of n per class (pass n=None); they change only the targets and the 1/N of the fit.
+    eager on the CPU). On the CPU the runs train in cache-sized blocks on min(R,
+    ``torch.get_num_threads()``) worker threads, each product single-threaded
+    (``torch.set_num_threads(1)`` while it runs), with subnormal floats flushed to zero (both
+    restored afterwards; see ``dufm._engine``). ``class_sizes`` (Appendix A,
+    chapter 10): K class sizes n_1..n_K instead of n per class (pass n=None); they change only
+    the targets and the 1/N of the fit.
     """
     if class_sizes is not None:
         if n is not None:
@@ -532,21 +244,15 @@ def train(
     params = [P.to(device=dev, dtype=dt, copy=True).contiguous() for P in params]
     targets = one_hot_labels(K, n if class_sizes is None else class_sizes, dtype=dt, device=dev)
 
-    workers = _workers(params, dev, compile)
     record_steps, history = [], []
     converged, reason, step = False, "steps exhausted", 0
     bar = tqdm(total=steps, disable=not progress, file=sys.stderr, mininterval=5.0, desc="GD")
-    with (
-        _single_threaded_ops(workers > 1),
-        ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool,
-        torch.no_grad(),
-    ):
+    with _threads(params, dev, compile) as (workers, pool), torch.no_grad():
         bounds = _block_bounds(params, dev, workers)
         blocks = [
             _Block([P[a:b] for P in params], targets, runs[a:b], activation, compile)
             for a, b in bounds
         ]
-        groups = [blocks[i::workers] for i in range(workers)]
         diverged = [None] * len(runs)
         while True:
             current = _losses(blocks, pool)
@@ -564,7 +270,7 @@ def train(
             if converged or step == steps or not live:
                 break
             upto = min((step // record_every + 1) * record_every, steps)
-            _advance(groups, upto - step, pool)
+            _advance(blocks, upto - step, pool, workers)
             step = upto
     bar.close()
     return TrainResult(
