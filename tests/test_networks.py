@@ -6,16 +6,13 @@ import pytest
 import torch
 from scipy.optimize import minimize_scalar
 
+from dufm.backbones import BatchedMLP, BatchedResNet, count_parameters, make_backbone
 from dufm.losses import mean_cross_entropy, one_hot_labels
 from dufm.networks import (
-    BatchedMLP,
-    BatchedResNet,
-    count_parameters,
     effective_weight_decay,
     head_dnc_bound,
     head_forward,
     init_head,
-    make_backbone,
     run_summary,
     singular_value_counts,
     standard_regulariser,

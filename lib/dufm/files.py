@@ -1,10 +1,12 @@
-"""Files the book writes: the mode a new file gets, and temporary files that name their writer.
+"""Files the book writes: the mode a new file gets, temporary files that name their writer, and
+writes that a reader sees whole or not at all.
 
-Serves the runner (``dufm.run``: a chapter's notebook written atomically) and the sweeps
-(``dufm.sweep``: finished batches written atomically). ``tempfile.mkstemp`` creates files with
-mode 0600; a result the user keeps gets the mode the user's umask gives any new file instead.
-A temporary file's name carries the id of the process writing it, so a later run can tell a
-file left by a killed process (safe to delete) from one a running process is still writing.
+Serves the runner (``dufm.run``: a chapter's notebook written atomically), the sweeps
+(``dufm.sweep``: finished batches, ``write_atomic``) and the chapter records
+(``dufm.scorecard``). ``tempfile.mkstemp`` creates files with mode 0600; a result the user keeps
+gets the mode the user's umask gives any new file instead. A temporary file's name carries the id
+of the process writing it, so a later run can tell a file left by a killed process (safe to
+delete) from one a running process is still writing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["default_file_mode", "new_temp_file", "stale_temp_files"]
+__all__ = ["default_file_mode", "new_temp_file", "stale_temp_files", "write_atomic"]
 
 
 def default_file_mode() -> int:
@@ -33,6 +35,24 @@ def new_temp_file(folder: str | os.PathLike, prefix: str, suffix: str) -> Path:
     os.close(fd)
     os.chmod(name, default_file_mode())
     return Path(name)
+
+
+def write_atomic(path: str | os.PathLike, write, mode: str = "wb") -> Path:
+    """Write ``path`` so that a reader sees the old file or the whole new one: ``write(fh)`` fills
+    a temporary file beside it (default file mode, synced), which then replaces ``path``; on any
+    failure or interrupt the temporary file is removed and ``path`` is unchanged."""
+    path = Path(path)
+    tmp = new_temp_file(path.parent, f".{path.name}.", ".tmp")
+    try:
+        with open(tmp, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _alive(pid: int) -> bool:

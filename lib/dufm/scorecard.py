@@ -11,11 +11,8 @@ upwards). The first record of a run (a new kernel) replaces the chapter's file, 
 mixes verdicts of two runs; it is written atomically, with the SHA-256 of the chapter's source: a
 record whose chapter has changed since is read as "not run", never as an old verdict.
 
-``read_records`` reads and validates a folder of records (a malformed one is a ValueError naming
-the chapter and the field); ``scorecard_rows``, ``finding_rows`` and ``count_verdicts`` turn them
-into the scorecard's tables and the one-line summary of the intro and the README
-(``python -m dufm.scorecard readme`` rewrites the README's line from the book's records).
-"""
+Readers: ``read_records`` (a malformed record is a ValueError naming the chapter and the field),
+``scorecard_rows``, ``finding_rows``, ``count_verdicts``, ``summary_line`` (intro and README)."""
 
 from __future__ import annotations
 
@@ -24,16 +21,15 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from .book import toc_chapters
+from .files import write_atomic
+from .validation import check_choice
 
 VERDICTS = ("reproduced", "sharper", "contradicted", "not reproduced")
-NOT_RUN = "not run"
-NOT_IN_BOOK = "not in the book yet"
-FORMAT = 1
+NOT_RUN, NOT_IN_BOOK, FORMAT = "not run", "not in the book yet", 1
 
 # Every numbered result and figure of the paper: (key, chapter stem or None, what it states).
 RESULTS = (
@@ -138,7 +134,6 @@ RESULTS = (
     ),
     ("Figure 8", "09_real_networks", "MNIST, standard regularisation: low-rank head features"),
 )
-_KEYS = {key for key, _, _ in RESULTS}
 
 _started: set = set()  # chapters whose file this process has already replaced
 
@@ -148,13 +143,13 @@ def records_dir(start: str | os.PathLike | None = None) -> Path:
     env = os.environ.get("DUFM_RECORDS")
     if env:
         return Path(env)
-    here = Path(start or os.getcwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "_toc.yml").is_file():
-            return folder / "_build" / "records"
-    raise ValueError(
-        f"no _toc.yml in {here} or above: set DUFM_RECORDS to the folder for the chapter records"
-    )
+    root = _book_root(start)
+    if root is None:
+        raise ValueError(
+            f"no _toc.yml in {Path(start or os.getcwd()).resolve()} or above: set DUFM_RECORDS "
+            "to the folder for the chapter records"
+        )
+    return root / "_build" / "records"
 
 
 def _check_text(name: str, value: object) -> str:
@@ -177,12 +172,8 @@ def record(
     ``verdict`` is one of ``VERDICTS``; ``measured`` one line with the computed numbers behind it;
     ``numbers`` a flat dict of JSON numbers or strings. Returns the file written.
     """
-    if result not in _KEYS:
-        raise ValueError(
-            f"result={result!r} is not allowed: must be one of the paper's {sorted(_KEYS)}"
-        )
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict={verdict!r} is not allowed: must be one of {VERDICTS}")
+    check_choice("result", result, tuple(key for key, _, _ in RESULTS))
+    check_choice("verdict", verdict, VERDICTS)
     entry = {"verdict": verdict, **_entry(measured, numbers)}
     return _write(chapter, "results", result, entry, directory)
 
@@ -218,8 +209,9 @@ def source_digest(chapter: str, root: str | os.PathLike) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
-def _book_root() -> Path | None:
-    here = Path.cwd().resolve()
+def _book_root(start: str | os.PathLike | None = None) -> Path | None:
+    """The folder holding ``_toc.yml``, from ``start`` (default: the current one) upwards."""
+    here = Path(start or os.getcwd()).resolve()
     return next((f for f in (here, *here.parents) if (f / "_toc.yml").is_file()), None)
 
 
@@ -240,15 +232,7 @@ def _write(chapter: str, kind: str, key: str, entry: dict, directory) -> Path:
         data = json.loads(path.read_text())
     _started.add(chapter)
     data[kind][key] = entry
-    fd, tmp = tempfile.mkstemp(prefix=f".{chapter}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda fh: json.dump(data, fh, indent=1, sort_keys=True), "w")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,9 +23,7 @@ import hashlib
 import inspect
 import itertools
 import json
-import os
 import sys
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +33,7 @@ from tqdm import tqdm
 
 from . import trainer
 from .cluster import completed
-from .files import default_file_mode
+from .files import write_atomic
 from .losses import forward
 from .trainer import train
 from .validation import check_bool, check_int, check_nonnegative, check_positive, check_sizes
@@ -197,18 +195,7 @@ _PAYLOAD_KEYS = (
 
 def _save_atomic(payload: dict, path: Path) -> None:
     """Write ``payload`` to ``path`` so that a reader sees the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, default_file_mode())  # mkstemp's 0600, widened to what the umask allows
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda fh: torch.save(payload, fh))
 
 
 def _load(path: Path, settings: dict):
