@@ -29,7 +29,13 @@ from scipy.optimize import brentq, minimize_scalar
 
 from ..structures import check_structure
 from ..validation import check_int, check_positive, check_sizes
-from .scales import _scales, _structure_fit_derivative, _structure_weight, structure_singular_values
+from .scales import (
+    _root,
+    _scales,
+    _structure_fit_derivative,
+    _structure_weight,
+    structure_singular_values,
+)
 
 
 def _log_fit_slope(structure: str, K: int, a: np.ndarray) -> np.ndarray:
@@ -131,16 +137,7 @@ def critical_scales(structure: str, K: int, n: int, L: int, lam: float, log: boo
         if f_lo == 0.0:
             roots.append(lo)
         elif f_lo * f_hi < 0:
-            roots.append(
-                brentq(
-                    lambda t: float(h(np.asarray([t]))[0]),
-                    lo,
-                    hi,
-                    xtol=1e-15,
-                    rtol=4 * np.finfo(float).eps,
-                    maxiter=500,
-                )
-            )
+            roots.append(_root(h, lo, hi))
     roots = np.unique(np.asarray(roots, dtype=np.float64))
     return roots if log else np.exp(roots)
 

@@ -109,20 +109,9 @@ def ufm_minimiser(
     """
     sizes = check_class_sizes(class_sizes)
     lams = [check_positive("lam", lam) for lam in lams]
-    K = len(sizes)
-    return search_global_optimum(
-        K,
-        None,
-        [1] * len(lams),
-        lams,
-        starts=starts,
-        structured={"SEL": simplex_matrix(K)},
-        steps=steps,
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        progress=progress,
-        class_sizes=sizes,
+    start = {"SEL": simplex_matrix(len(sizes))}
+    return _search(
+        sizes, [1] * len(lams), lams, start, None, starts, steps, seed, device, dtype, progress
     )
 
 
@@ -199,22 +188,21 @@ def best_low_rank(
     """
     sizes = check_class_sizes(class_sizes)
     check_int("rank", rank, 1)
-    K = len(sizes)
-    return search_global_optimum(
-        K,
-        None,
-        list(depths),
-        list(lams),
-        starts=starts,
-        structured={"circle": circle_gram(K)},
-        steps=steps,
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        progress=progress,
-        class_sizes=sizes,
-        max_rank=rank,
+    start = {"circle": circle_gram(len(sizes))}
+    return _search(
+        sizes, list(depths), list(lams), start, rank, starts, steps, seed, device, dtype, progress
     )
+
+
+def _search(
+    sizes, depths, lams, structured, max_rank, starts, steps, seed, device, dtype, progress
+):
+    """``search_global_optimum`` with class sizes (n = None), one structured start, a rank cap."""
+    return search_global_optimum(
+        len(sizes), None, depths, lams, starts=starts, structured=structured, steps=steps,
+        seed=seed, device=device, dtype=dtype, progress=progress, class_sizes=sizes,
+        max_rank=max_rank,
+    )  # fmt: skip
 
 
 def wins_from(depths: Sequence[int], low, high, rtol: float = 1e-9):
