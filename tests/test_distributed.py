@@ -10,7 +10,7 @@ import time
 
 import psutil
 import pytest
-import torch
+from test_sweep import assert_same  # one definition of "the same sweep result"
 
 from dufm.cluster import check_scheduler, sweep_executor
 from dufm.run import _parser, _plan
@@ -18,16 +18,6 @@ from dufm.sweep import grid, run_sweep
 
 K, n, L = 4, 3, 2
 TRAIN = dict(steps=400, lr=0.2, record_every=100, dtype="float64")
-
-
-def assert_same(a, b):
-    assert torch.equal(a.final_loss, b.final_loss)
-    assert torch.equal(a.logits, b.logits)
-    assert torch.equal(a.logit_svals, b.logit_svals)
-    assert torch.equal(a.feature_svals, b.feature_svals)
-    for x, y in zip(a.losses, b.losses, strict=True):
-        assert torch.equal(x, y)
-    assert a.configs == b.configs
 
 
 @pytest.fixture(scope="module")
