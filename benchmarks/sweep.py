@@ -279,12 +279,12 @@ def main(argv=None) -> None:
                 rate, out = engine_run(R, steps, dt, dev)
                 r["b"][R].append(rate)
                 if R == 64:
-                    r["b_loss"] = out.final_losses
+                    r["b_loss"] = out.final_loss
                 if R in Rs_comp:
                     rate, out = engine_run(R, steps, dt, dev, compile=True)
                     r["c"][R].append(rate)
                     if R == 64:
-                        r["c_loss"] = out.final_losses
+                        r["c_loss"] = out.final_loss
                 if R in Rs_jax:
                     run, params = jax_runs[(dt, R)]
                     r["d"][R].append(R * jax_steps(R, work) / jax_peer.seconds(run, params))

@@ -18,8 +18,8 @@ import torch
 from dufm import run
 from dufm.losses import full_loss, mean_cross_entropy, reduced_loss, schatten_regulariser
 from dufm.structures import dnc_logits, factorize
-from dufm.sweep import SweepRun, run_sweep
-from dufm.trainer import init_params, make_runs, train
+from dufm.sweep import run_sweep
+from dufm.trainer import RunConfig, init_params, make_runs, train
 from dufm.validation import check_device, check_int_list
 
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
@@ -286,7 +286,7 @@ LIBRARY = [
     ),
     (
         "a width below K in a sweep",
-        lambda: run_sweep([SweepRun(0, 2, 0.1)], "unused", K=3, n=2, L=2),
+        lambda: run_sweep([RunConfig(0, 2, 0.1)], "unused", K=3, n=2, L=2),
         r"configs\[0\].d=2 is not allowed: the width must be at least K=3",
     ),
     (

@@ -23,12 +23,13 @@ from dufm.checks import (
     decay_rates,
     full_gradients,
     gd_step,
+    lemma1_runs,
     random_refactorisation,
     regulariser,
 )
 from dufm.losses import forward, mean_cross_entropy
 from dufm.structures import dnc_logits, expand_classes, factorize, pair_logits
-from dufm.trainer import init_params, make_runs
+from dufm.trainer import init_params, make_runs, train
 
 
 @pytest.fixture
@@ -149,3 +150,16 @@ def test_critical_point_check_passes_at_the_optimal_dnc_scale_and_fails_off_it()
     assert check_critical_point(factorize(dnc_logits(K, n, alpha), L, K), lam, 1e-8) < 1e-8
     with pytest.raises(CheckFailed, match="gradient of the deep-UFM loss"):
         check_critical_point(factorize(dnc_logits(K, n, 1.1 * alpha), L, K), lam, 1e-3)
+
+
+def test_lemma1_runs_measure_a_settled_run_as_balanced_dnc_and_a_fresh_one_as_not():
+    K, n, L, lam = 3, 2, 2, 0.05
+    runs = make_runs([0, 1], 4, 0.5, lam, 0.5)
+    starts = [[P[i] for P in init_params(K, n, L, runs)] for i in range(2)]
+    fresh = train(K, n, L, 4, lam, seeds=[0, 1], init_scale=0.5, steps=0, progress=False)
+    settled = train(K, n, L, 4, lam, seeds=[0, 1], init_scale=0.5, steps=20000, progress=False)
+    for row in lemma1_runs(settled, lam, starts):
+        assert row["grad"] < 1e-8 and abs(row["excess"]) < 1e-9
+        assert row["structure"].name == "dnc" and row["identity"] < 1e-10
+    for row in lemma1_runs(fresh, lam, starts):
+        assert row["grad"] > 1e-3 and row["excess"] > 1e-3

@@ -64,7 +64,7 @@ def test_sized_search_reports_the_reduced_loss_of_its_own_logits():
         progress=False,
     )
     for c, (L, lam) in enumerate(zip(res.L, res.lam, strict=True)):
-        Z = res.logits(c)
+        Z = res.logits[c]
         assert Z.shape == (4, sum(SIZES))
         assert reduced_loss_imbalanced(Z, SIZES, lam, L) == pytest.approx(
             float(res.best_loss[c]), rel=1e-10
@@ -88,7 +88,7 @@ def test_rank_limited_search_stays_at_or_below_the_rank():
     )
     assert int((res.best_singular_values > 0).sum(dim=1).max()) <= 2
     for c in range(2):
-        s = torch.linalg.svdvals(res.logits(c))
+        s = torch.linalg.svdvals(res.logits[c])
         assert float(s[2]) <= 1e-10 * float(s[0])
     # the rank-2 optimum at L = 1 is worse than the unconstrained one (rank 3 = K - 1 there)
     full = theory.ufm_minimiser(SIZES, [1e-2], steps=300, progress=False)
@@ -111,7 +111,7 @@ def test_ufm_minimiser_is_certified_optimal_and_approaches_sel_as_lam_falls():
     T = theory.sel_matrix(SIZES)
     distances = []
     for c, lam in enumerate(lams):
-        Z = res.logits(c)
+        Z = res.logits[c]
         residual, spectral = theory.ufm_optimality_residual(Z, SIZES, lam)
         assert residual < 1e-6 and spectral <= 1 + 1e-6, (lam, residual, spectral)
         distances.append(theory.normalised_distance(Z, T))
@@ -120,13 +120,13 @@ def test_ufm_minimiser_is_certified_optimal_and_approaches_sel_as_lam_falls():
 
 def test_ufm_minimiser_with_equal_sizes_is_dnc():
     res = theory.ufm_minimiser([3] * 4, [1e-2], steps=300, progress=False)
-    assert theory.normalised_distance(res.logits(0), expand_classes(simplex_matrix(4), 3)) < 1e-6
+    assert theory.normalised_distance(res.logits[0], expand_classes(simplex_matrix(4), 3)) < 1e-6
 
 
 def test_optimality_residual_detects_a_matrix_that_is_not_the_minimiser():
     lam = 1e-2
     res = theory.ufm_minimiser(SIZES, [lam], steps=300, progress=False)
-    residual, _ = theory.ufm_optimality_residual(1.3 * res.logits(0), SIZES, lam)
+    residual, _ = theory.ufm_optimality_residual(1.3 * res.logits[0], SIZES, lam)
     assert residual > 1e-2
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import dufm.sweep as sweep_mod
-from dufm.sweep import SweepRun, grid, run_sweep
-from dufm.trainer import train
+from dufm.sweep import grid, run_sweep
+from dufm.trainer import RunConfig, train
 
 K, n, L = 4, 3, 2
 TRAIN = dict(steps=60, lr=0.2, record_every=20)
@@ -32,7 +32,7 @@ def assert_same(a, b):
 def test_grid_varies_seeds_fastest():
     runs = grid(seeds=range(3), d=[5, 7], lam=0.1, init_scale=[0.5])
     assert len(runs) == 6
-    assert runs[:3] == [SweepRun(seed=s, d=5, lam=0.1, init_scale=0.5) for s in range(3)]
+    assert runs[:3] == [RunConfig(seed=s, d=5, lam=0.1, init_scale=0.5) for s in range(3)]
 
 
 def test_interrupted_sweep_keeps_finished_batches_and_resumes(tmp_path, monkeypatch):
@@ -73,7 +73,7 @@ def test_interrupted_sweep_keeps_finished_batches_and_resumes(tmp_path, monkeypa
 
 
 def test_results_are_those_of_train_in_the_given_order(tmp_path):
-    runs = [SweepRun(seed=3, d=6, lam=0.02), SweepRun(seed=1, d=4, lam=0.01, init_scale=0.5)]
+    runs = [RunConfig(seed=3, d=6, lam=0.02), RunConfig(seed=1, d=4, lam=0.01, init_scale=0.5)]
     result = run_sweep(runs, tmp_path, K=K, n=n, L=L, batch_size=4, progress=False, **TRAIN)
     for i, run in enumerate(runs):
         alone = train(
@@ -87,12 +87,40 @@ def test_results_are_those_of_train_in_the_given_order(tmp_path):
             progress=False,
             **TRAIN,
         )
-        assert float(result.final_loss[i]) == pytest.approx(float(alone.final_losses[0]), abs=1e-12)
-        Z = alone.logits(0)
+        assert float(result.final_loss[i]) == pytest.approx(float(alone.final_loss[0]), abs=1e-12)
+        Z = alone.logits[0]
         assert torch.allclose(result.logits[i], Z, atol=1e-12)
         assert torch.allclose(result.logit_svals[i], torch.linalg.svdvals(Z), atol=1e-12)
         assert result.losses[i].shape == (len(result.record_steps[i]),)
     assert result.feature_svals.shape == (2, L, 6)
+
+
+def test_a_run_with_its_own_lr_trains_at_it_and_the_others_at_the_sweeps(tmp_path):
+    runs = [RunConfig(seed=0, d=5, lam=0.01), {"seed": 0, "d": 5, "lam": 0.01, "lr": 0.05}]
+    result = run_sweep(runs, tmp_path, K=K, n=n, L=L, progress=False, **TRAIN)
+    assert [c.lr for c in result.configs] == [TRAIN["lr"], 0.05]
+    for i, eta in enumerate((TRAIN["lr"], 0.05)):
+        alone = train(K, n, L, 5, 0.01, seeds=[0], progress=False, **{**TRAIN, "lr": eta})
+        assert torch.allclose(result.logits[i], alone.logits[0], atol=1e-12)
+    assert not torch.allclose(result.logits[0], result.logits[1], atol=1e-3)
+
+
+def test_a_bad_lr_in_a_configuration_is_named_by_its_index(tmp_path):
+    with pytest.raises(ValueError, match=r"configs\[1\]\.lr=-0\.1 is not allowed"):
+        run_sweep([RunConfig(0, 5, 0.01), RunConfig(0, 5, 0.01, lr=-0.1)], tmp_path, K=K, n=n, L=L)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_train_result_reads_like_a_sweep_result(tmp_path):
+    runs = grid(seeds=[0, 1], d=[5, 6], lam=0.01, lr=TRAIN["lr"])
+    swept = run_sweep(runs, tmp_path, K=K, n=n, L=L, progress=False, **TRAIN)
+    trained = train(
+        K, n, L, [r.d for r in runs], 0.01, seeds=[r.seed for r in runs], progress=False, **TRAIN
+    )  # fmt: skip
+    assert trained.configs == swept.configs == runs
+    assert trained.logits.shape == swept.logits.shape == (4, K, K * n)
+    assert torch.allclose(trained.logits, swept.logits, atol=1e-12)
+    assert torch.allclose(trained.final_loss, swept.final_loss, rtol=1e-12, atol=0)
 
 
 def test_changed_settings_train_again_and_a_damaged_file_is_retrained(tmp_path):
@@ -160,7 +188,7 @@ def test_a_diverging_run_is_recorded_and_the_rest_of_the_sweep_finishes(tmp_path
     from dufm.outcomes import summarise_sweep
     from dufm.trainer import DivergenceError
 
-    runs = configs()[:4] + [SweepRun(seed=9, d=5, lam=0.01, init_scale=1e200)]
+    runs = configs()[:4] + [RunConfig(seed=9, d=5, lam=0.01, init_scale=1e200)]
     with pytest.warns(UserWarning, match=r"1 of 5 runs diverged .*configs\[4\]"):
         result = run_sweep(runs, tmp_path, K=K, n=n, L=L, batch_size=3, progress=False, **TRAIN)
     assert result.diverged == [None, None, None, None, 0]

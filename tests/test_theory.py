@@ -297,7 +297,7 @@ def test_search_global_optimum_finds_dnc_at_depth_one():
     expected = theory.optimal_scale("dnc", 4, 3, 1, 1e-2)[1]
     assert float(res.best_loss[0]) == pytest.approx(expected, rel=1e-8)
     assert int(res.n_best[0]) == 4
-    assert reduced_loss(res.logits(0), 1e-2, 1) == pytest.approx(float(res.best_loss[0]), rel=1e-12)
+    assert reduced_loss(res.logits[0], 1e-2, 1) == pytest.approx(float(res.best_loss[0]), rel=1e-12)
 
 
 def test_search_global_optimum_never_worse_than_known_structures_at_depth_two():

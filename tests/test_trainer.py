@@ -93,7 +93,7 @@ def test_same_seed_gives_the_same_result_and_other_seeds_differ():
 def test_recorded_loss_is_the_loss_of_the_returned_parameters():
     result = train(K, n, 2, 6, 0.02, seeds=[0], steps=137, record_every=25, progress=False)
     assert result.record_steps[-1] == 137
-    assert float(result.final_losses[0]) == pytest.approx(
+    assert float(result.final_loss[0]) == pytest.approx(
         full_loss(result.run_params(0), 0.02), rel=1e-12
     )
 
@@ -257,7 +257,7 @@ def test_float32_results_with_flushed_subnormals_stay_within_float32_rounding(no
     flushed = train(K, n, 2, 6, 0.01, **kwargs)
     assert _flushing() == before  # the thread's mode is restored after training
     plain = no_flushing(K, n, 2, 6, 0.01, **kwargs)
-    Z = torch.stack([plain.logits(i) for i in range(4)]).float()
+    Z = plain.logits[:4].float()
     P = torch.softmax(Z, dim=-2)
     assert bool(((P > 0) & (P < torch.finfo(torch.float32).tiny)).any()), "no subnormal arose"
     rel = ((flushed.losses - plain.losses).abs() / plain.losses.abs()).max()
@@ -386,4 +386,4 @@ def test_numpy_seeds_and_sizes_are_accepted():
         K, n, 2, [6, 5, 6], float(np.float32(0.01)), seeds=[0, 1, 2], steps=20, progress=False
     )
     assert torch.equal(result.losses, plain.losses)
-    assert [type(r.seed) for r in result.runs] == [int] * 3
+    assert [type(r.seed) for r in result.configs] == [int] * 3

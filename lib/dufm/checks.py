@@ -22,7 +22,13 @@ from .losses import (
     one_hot_labels,
     reduced_loss,
 )
-from .metrics import balancedness_gaps, balancedness_residual, critical_point_residual, dnc_metrics
+from .metrics import (
+    balancedness_gaps,
+    balancedness_residual,
+    classify_structure,
+    critical_point_residual,
+    dnc_metrics,
+)
 from .trainer import train
 
 
@@ -226,7 +232,7 @@ def imbalance_of_runs(result, lam: float, lr: float) -> list:
     """
     out = []
     decay = 1 - (1 - lr * lam) ** 2
-    for i in range(len(result.runs)):
+    for i in range(len(result.configs)):
         params = result.run_params(i)
         grads = full_gradients(params, lam)
         fit = [g - lam * P for g, P in zip(grads, params, strict=True)]
@@ -235,6 +241,35 @@ def imbalance_of_runs(result, lam: float, lr: float) -> list:
         ratio = source / (decay * gap) if gap > 0 else float("inf")
         out.append((gap, balancedness_residual(params), ratio))
     return out
+
+
+def lemma1_runs(result, lam: float, starts: list) -> list[dict]:
+    """Chapter 1's measurements of every run of a linear ``TrainResult`` (Lemma 1).
+
+    Per run: ``structure`` (``metrics.classify_structure`` of its output Z), ``loss`` (the full
+    loss), ``excess`` ((loss - reduced loss of its own Z) / loss, >= 0 by the Schatten identity,
+    zero at a Lemma-1 point), ``grad`` (``metrics.critical_point_residual``) and ``identity``: the
+    larger error of ``check_imbalance_identity`` at the run's end and at ``starts[i]``, its
+    starting matrices [H_1, W_1, ..., W_L] (it fails above 1e-8).
+    """
+    rows = []
+    for i, start in enumerate(starts):
+        params = result.run_params(i)
+        Z = result.logits[i]
+        full = full_loss(params, lam)
+        rows.append(
+            {
+                "structure": classify_structure(Z),
+                "loss": full,
+                "excess": (full - reduced_loss(Z, lam, len(params) - 1)) / full,
+                "grad": critical_point_residual(params, lam),
+                "identity": max(
+                    check_imbalance_identity(params, lam, tol=1e-8),
+                    check_imbalance_identity(start, lam, tol=1e-8),
+                ),
+            }
+        )
+    return rows
 
 
 def decay_rates(

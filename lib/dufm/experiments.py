@@ -40,6 +40,6 @@ def train_with_snapshots(snapshots: int, measure, **train_kwargs) -> tuple:
         points.append(done)
         values.append(measure(result))
         bar.update(length)
-        bar.set_postfix(loss=f"{float(result.final_losses.max()):.6g}", refresh=False)
+        bar.set_postfix(loss=f"{float(result.final_loss.max()):.6g}", refresh=False)
     bar.close()
     return result, points, values, (steps_hist, torch.stack(loss_hist, dim=1))

@@ -173,9 +173,10 @@ class NetworkResult:
     init_scales: list
     seconds: float
 
-    def logits(self, r: int) -> torch.Tensor:
-        """Final logits Z (K x Kn) of run r."""
-        return self.features[-1][r]
+    @property
+    def logits(self) -> torch.Tensor:
+        """Final logits Z of every run, (R, K, Kn) (``logits[r]``: run r's)."""
+        return self.features[-1]
 
 
 def _check_data(X: torch.Tensor, labels: torch.Tensor, K: int) -> int:
@@ -362,7 +363,7 @@ def run_summary(result: NetworkResult, r: int, rank_rtol: float = 1e-3, threshol
     if r >= len(result.seeds):
         _fail("r", r, f"must be below the number of runs {len(result.seeds)}")
     check_positive("rank_rtol", rank_rtol)
-    Z = result.logits(r)
+    Z = result.logits[r]
     template = expand_classes(simplex_matrix(result.K), result.n)
     distance = torch.linalg.matrix_norm(
         Z / torch.linalg.matrix_norm(Z) - template / torch.linalg.matrix_norm(template)

@@ -85,16 +85,16 @@ def summarise_runs(result, window: int = 2000) -> list[dict]:
             "seed": run.seed,
             "init_scale": run.init_scale,
             **run_outcome(
-                result.logits(i),
+                result.logits[i],
                 result.losses[i],
                 result.record_steps,
                 result.L,
                 run.lam,
                 window,
-                (result.diverged or [None] * len(result.runs))[i],
+                (result.diverged or [None] * len(result.configs))[i],
             ),
         }
-        for i, run in enumerate(result.runs)
+        for i, run in enumerate(result.configs)
     ]
 
 

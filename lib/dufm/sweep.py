@@ -35,7 +35,7 @@ from . import trainer
 from .cluster import completed
 from .files import write_atomic
 from .losses import forward
-from .trainer import train
+from .trainer import RunConfig, train
 from .validation import check_bool, check_int, check_nonnegative, check_positive, check_sizes
 
 FORMAT_VERSION = 3
@@ -43,22 +43,14 @@ FORMAT_VERSION = 3
 # started on the CPU can be finished on a GPU.
 _NOT_HASHED = ("device", "progress", "compile", "on_divergence")
 _FROM_CONFIGS = ("seeds", "d", "lam", "init_scale", "params")
-
-
-@dataclass(frozen=True)
-class SweepRun:
-    """The per-run settings a sweep varies (Figures 2 and 5: widths, lam, seeds, init scales)."""
-
-    seed: int
-    d: int
-    lam: float
-    init_scale: float = 1.0
+_CONFIG_KEYS = ("seed", "d", "lam", "init_scale", "lr")
 
 
 @dataclass
 class SweepResult:
     """Per-run results of ``run_sweep`` in the order of the given configurations.
 
+    ``configs[i]``: run i's ``dufm.trainer.RunConfig``, with the learning rate it was trained at.
     Shapes (R runs): ``final_loss`` (R,); ``logits`` (R, K, Kn), the output Z (columns in class
     order); ``logit_svals`` (R, K), singular values of Z in decreasing order; ``feature_svals``
     (R, L, m), singular values of H_1, ..., H_L (m = min(largest d, Kn), zero-padded);
@@ -80,42 +72,47 @@ class SweepResult:
     diverged: list = None  # per run: the step of its first non-finite loss, or None
 
 
-def grid(seeds, d, lam, init_scale=1.0) -> list:
-    """All combinations of the given seeds, widths, weight decays and init scales (scalars or
-    sequences) as ``SweepRun`` configurations, seeds varying fastest."""
+def grid(seeds, d, lam, init_scale=1.0, lr=None) -> list:
+    """All combinations of the given seeds, widths, weight decays, init scales and learning rates
+    (scalars or sequences) as ``RunConfig`` objects, seeds varying fastest (``lr=None``: the
+    sweep's ``lr``)."""
 
     def seq(x):
         return list(x) if isinstance(x, list | tuple | range) or getattr(x, "ndim", 0) == 1 else [x]
 
     return [
-        SweepRun(seed=s, d=w, lam=la, init_scale=sc)
-        for w, la, sc, s in itertools.product(seq(d), seq(lam), seq(init_scale), seq(seeds))
+        RunConfig(seed=s, d=w, lam=la, init_scale=sc, lr=eta)
+        for w, la, sc, eta, s in itertools.product(
+            seq(d), seq(lam), seq(init_scale), seq(lr), seq(seeds)
+        )
     ]
 
 
-def _as_run(config, index: int) -> SweepRun:
-    if isinstance(config, SweepRun):
+def _as_run(config, index: int, lr: float) -> RunConfig:
+    """``configs[index]`` as a validated ``RunConfig``, its learning rate ``lr`` unless it has one."""
+    if isinstance(config, RunConfig):
         run = config
     elif isinstance(config, dict):
-        unknown = set(config) - {"seed", "d", "lam", "init_scale"}
+        unknown = set(config) - set(_CONFIG_KEYS)
         if unknown:
             raise ValueError(
-                f"configs[{index}] has keys {sorted(unknown)}: allowed are seed, d, lam, init_scale"
+                f"configs[{index}] has keys {sorted(unknown)}: allowed are {', '.join(_CONFIG_KEYS)}"
             )
         try:
-            run = SweepRun(**config)
+            run = RunConfig(**config)
         except TypeError as exc:
             raise ValueError(f"configs[{index}]={config!r} is not allowed: {exc}") from None
     else:
         raise ValueError(
-            f"configs[{index}]={config!r} is not allowed: must be a SweepRun or a dict with "
-            "keys seed, d, lam (and optionally init_scale)"
+            f"configs[{index}]={config!r} is not allowed: must be a RunConfig or a dict with "
+            "keys seed, d, lam (and optionally init_scale, lr)"
         )
-    return SweepRun(
+    return RunConfig(
         seed=check_int(f"configs[{index}].seed", run.seed, 0),
         d=check_int(f"configs[{index}].d", run.d, 1),
         lam=check_positive(f"configs[{index}].lam", run.lam),
         init_scale=check_nonnegative(f"configs[{index}].init_scale", run.init_scale),
+        lr=check_positive(f"configs[{index}].lr", lr if run.lr is None else run.lr),
     )
 
 
@@ -155,8 +152,8 @@ def _batch_key(settings: dict) -> str:
 def _summarise(result) -> dict:
     """The compact per-run record of one trained batch (float64 CPU tensors)."""
     logits, logit_svals, feature_svals = [], [], []
-    diverged = result.diverged or [None] * len(result.runs)
-    for i in range(len(result.runs)):
+    diverged = result.diverged or [None] * len(result.configs)
+    for i in range(len(result.configs)):
         feats = forward(result.run_params(i), result.activation)
         if diverged[i] is not None:  # no singular values of a non-finite matrix
             feats = [torch.full_like(H, float("nan")) for H in feats]
@@ -167,7 +164,7 @@ def _summarise(result) -> dict:
         logit_svals.append(svals[-1])
         feature_svals.append(svals[:-1])
     return {
-        "final_loss": result.final_losses.clone(),
+        "final_loss": result.final_loss.clone(),
         "logits": torch.stack(logits),
         "logit_svals": torch.stack(logit_svals),
         "feature_svals": feature_svals,
@@ -232,7 +229,8 @@ def run_sweep(
 ) -> SweepResult:
     """Train every configuration, resuming from the finished batches in ``out_dir`` (Figs. 2, 5).
 
-    ``configs``: ``SweepRun`` objects or dicts with keys seed, d, lam (optionally init_scale).
+    ``configs``: ``dufm.trainer.RunConfig`` objects or dicts with keys seed, d, lam (optionally
+    init_scale and lr; one without lr trains at the ``lr`` given here, or ``train``'s default).
     They are sorted by width (so a batch pads little) and cut into batches of ``batch_size``;
     ``train_kwargs`` go to ``dufm.trainer.train`` for every batch (steps, lr, activation, init,
     record_every, tol, device, dtype, compile). Each finished batch is saved at once, so an
@@ -266,7 +264,8 @@ def run_sweep(
             f"train arguments {unknown} are not allowed: dufm.trainer.train takes "
             f"{sorted(defaults)}"
         )
-    runs = [_as_run(c, i) for i, c in enumerate(configs)]
+    lr = check_positive("lr", train_kwargs.pop("lr", defaults.pop("lr")))  # per run from here
+    runs = [_as_run(c, i, lr) for i, c in enumerate(configs)]
     if not runs:
         raise ValueError("configs=[] is not allowed: give at least one run configuration")
     for i, run in enumerate(runs):
@@ -345,7 +344,7 @@ def run_sweep(
 
 
 def _train_batch(K: int, n: int, L: int, runs: list, train_kwargs: dict) -> dict:
-    """Train one batch of ``SweepRun`` configurations and return its compact record (the task
+    """Train one batch of ``RunConfig`` configurations and return its compact record (the task
     an executor's worker runs)."""
     result = train(
         K,
@@ -355,6 +354,7 @@ def _train_batch(K: int, n: int, L: int, runs: list, train_kwargs: dict) -> dict
         [r.lam for r in runs],
         seeds=[r.seed for r in runs],
         init_scale=[r.init_scale for r in runs],
+        lr=[r.lr for r in runs],
         progress=False,
         **train_kwargs,
     )

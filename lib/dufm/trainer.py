@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from tqdm import tqdm
@@ -57,30 +58,34 @@ class DivergenceError(FloatingPointError):
     """A run's loss became NaN or infinite."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
-    """The per-run settings of one training run in a batch."""
+    """The settings one run of a batch or a sweep varies: seed, width d, weight decay lam,
+    initial scale and learning rate (Figures 1, 2 and 5). ``lr=None`` (in a sweep's
+    configurations) means the sweep's ``lr``; a ``TrainResult`` always holds the value used.
+    """
 
     seed: int
     d: int
-    init_scale: float
     lam: float
-    lr: float
+    init_scale: float = 1.0
+    lr: float | None = None
 
 
 @dataclass
 class TrainResult:
     """Outcome of ``train``: batched parameters, loss history and the per-run settings.
 
-    ``params[j]`` has shape (R, rows, cols), zero-padded to the largest width; ``losses`` is
-    (R, T) float64 on the CPU, recorded at ``record_steps``.
+    ``configs[i]`` is run i's ``RunConfig``; ``params[j]`` has shape (R, rows, cols), zero-padded
+    to the largest width; ``losses`` is (R, T) float64 on the CPU, recorded at ``record_steps``.
+    ``final_loss`` (R,) and ``logits`` (R, K, N) are read as on a ``dufm.sweep.SweepResult``.
     """
 
     K: int
     n: int
     L: int
     activation: str
-    runs: list
+    configs: list
     params: list
     record_steps: list
     losses: torch.Tensor
@@ -92,18 +97,21 @@ class TrainResult:
 
     def run_params(self, i: int) -> list:
         """Run i's matrices [H_1, W_1, ..., W_L] cropped to its own width, float64 on the CPU."""
-        d = self.runs[i].d
+        d = self.configs[i].d
         out = [self.params[0][i, :d].double().cpu()]
         out += [W[i, :d, :d].double().cpu() for W in self.params[1:-1]]
         out.append(self.params[-1][i, :, :d].double().cpu())
         return out
 
-    def logits(self, i: int) -> torch.Tensor:
-        """Run i's output Z (K x Kn), float64 on the CPU."""
-        return forward(self.run_params(i), self.activation)[-1]
+    @cached_property
+    def logits(self) -> torch.Tensor:
+        """Every run's output Z, shape (R, K, N), float64 on the CPU (``logits[i]``: run i's)."""
+        return torch.stack(
+            [forward(self.run_params(i), self.activation)[-1] for i in range(len(self.configs))]
+        )
 
     @property
-    def final_losses(self) -> torch.Tensor:
+    def final_loss(self) -> torch.Tensor:
         """The last recorded loss of every run, shape (R,)."""
         return self.losses[:, -1]
 
@@ -139,8 +147,8 @@ def make_runs(seeds, d, init_scale, lam, lr) -> list:
             RunConfig(
                 seed=check_int("seed", s, 0),
                 d=check_int("d", di, 1),
-                init_scale=check_nonnegative("init_scale", sc),
                 lam=check_positive("lam", la),
+                init_scale=check_nonnegative("init_scale", sc),
                 lr=check_positive("lr", eta),
             )
         )
@@ -278,7 +286,7 @@ def train(
         n=n,
         L=L,
         activation=activation,
-        runs=runs,
+        configs=runs,
         params=params,
         record_steps=record_steps,
         losses=torch.stack(history, dim=1),

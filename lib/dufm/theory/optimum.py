@@ -74,11 +74,12 @@ class OptimumSearch:
     rtol: float
     class_sizes: list | None = None
 
-    def logits(self, c: int) -> torch.Tensor:
-        """The best logit matrix Z = M kron 1_n^T of configuration c, K x Kn float64 (column c of
-        M repeated n_c times with ``class_sizes``)."""
+    @property
+    def logits(self) -> torch.Tensor:
+        """The best logit matrix Z = M kron 1_n^T of every configuration, (C, K, Kn) float64
+        (``logits[c]``; column c of M repeated n_c times with ``class_sizes``)."""
         sizes = self.n if self.class_sizes is None else self.class_sizes
-        return expand_classes(self.best_means[c], sizes)
+        return torch.stack([expand_classes(M, sizes) for M in self.best_means])
 
 
 def schatten_prox(sigma: torch.Tensor, tau: torch.Tensor, p: torch.Tensor, iters: int = 40):
