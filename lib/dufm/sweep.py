@@ -89,15 +89,14 @@ def grid(seeds, d, lam, init_scale=1.0, lr=None) -> list:
 
 
 def _as_run(config, index: int, lr: float) -> RunConfig:
-    """``configs[index]`` as a validated ``RunConfig``, its learning rate ``lr`` unless it has one."""
+    """``configs[index]`` as a validated ``RunConfig``; one without a learning rate gets ``lr``."""
     if isinstance(config, RunConfig):
         run = config
     elif isinstance(config, dict):
         unknown = set(config) - set(_CONFIG_KEYS)
         if unknown:
-            raise ValueError(
-                f"configs[{index}] has keys {sorted(unknown)}: allowed are {', '.join(_CONFIG_KEYS)}"
-            )
+            allowed = ", ".join(_CONFIG_KEYS)
+            raise ValueError(f"configs[{index}] has keys {sorted(unknown)}: allowed are {allowed}")
         try:
             run = RunConfig(**config)
         except TypeError as exc:
