@@ -85,6 +85,36 @@ def test_failing_rerun_raises_chapter_error_and_keeps_the_good_result(tmp_path):
     assert sorted(p.name for p in out_dir.iterdir()) == ["ch.failed.ipynb", "ch.ipynb"]
 
 
+RECORDS = """from dufm.scorecard import record
+record("ch", "Lemma 1", verdict="reproduced", measured=f"run with a = {a}")
+assert a == 1, f"a is {a}"
+"""
+
+
+def test_a_chapter_that_fails_after_recording_keeps_the_earlier_records(tmp_path, monkeypatch):
+    monkeypatch.delenv("DUFM_RECORDS", raising=False)
+    chapter = write_chapter(tmp_path, "ch", RECORDS)
+    out_dir = tmp_path / "out"
+    execute_chapter(chapter, {}, out_dir)
+    kept = out_dir / "records" / "ch.json"
+    before = kept.read_bytes()
+    assert "run with a = 1" in before.decode()
+    with pytest.raises(ChapterError):
+        execute_chapter(chapter, {"a": 2}, out_dir)
+    assert kept.read_bytes() == before  # the failed run's record never replaced it
+    assert sorted(p.name for p in out_dir.iterdir()) == ["ch.failed.ipynb", "ch.ipynb", "records"]
+    assert [p.name for p in (out_dir / "records").iterdir()] == ["ch.json"]
+
+
+def test_records_go_to_dufm_records_when_it_is_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("DUFM_RECORDS", str(tmp_path / "mine"))
+    chapter = write_chapter(tmp_path, "ch", RECORDS)
+    execute_chapter(chapter, {}, tmp_path / "out")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["ch.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ch.ipynb"]
+    assert os.environ["DUFM_RECORDS"] == str(tmp_path / "mine")
+
+
 def test_interrupted_run_leaves_no_half_written_file(tmp_path, monkeypatch):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -294,6 +324,9 @@ def test_temporary_files_of_killed_runs_are_cleared_by_the_next_run(tmp_path):
     other = out_dir / f".other.{dead.pid}.abc.tmp.ipynb"  # another chapter's stays
     for path in [*stale, live, other]:
         path.write_text("{")
+    stale_records = out_dir / f".ch.{dead.pid}.records.tmp"  # a killed run's records folder
+    stale_records.mkdir()
+    (stale_records / "ch.json").write_text("{")
     execute_chapter(chapter, {}, out_dir)
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(["ch.ipynb", live.name, other.name])
 

@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
 import traceback
@@ -52,7 +53,7 @@ from .book import (
     toc_documents,
 )
 from .failures import ChapterError, ParameterRejected, _chapter_error
-from .files import new_temp_file, stale_temp_files
+from .files import new_temp_file, stale_temp_files, write_atomic
 
 __all__ = [
     "SET_NAMES",
@@ -70,6 +71,8 @@ __all__ = [
 
 
 # --- execution ---------------------------------------------------------------------------------
+
+RECORDS_SUFFIX = ".records.tmp"  # a running chapter's records: <out>/.<stem>.<pid>.records.tmp/
 
 
 def _kernel_arguments(kernel_name: str) -> list[str]:
@@ -112,8 +115,10 @@ def execute_chapter(
     Raises ValueError for an unknown parameter name or an unusable ``out_dir``,
     ``ParameterRejected`` when the chapter's own check rejects a value, and ChapterError when a
     cell fails (the partial notebook is then at ``<out_dir>/<stem>.failed.ipynb``). An earlier
-    ``<stem>.ipynb`` is left untouched by every failure and interrupt; temporary files that a
-    killed run of the same chapter left in ``out_dir`` are removed.
+    ``<stem>.ipynb`` and the chapter's earlier scorecard records are left untouched by every
+    failure and interrupt: records reach ``<out_dir>/records`` (or ``$DUFM_RECORDS``) only when
+    the whole chapter ran. Temporary files that a killed run of the same chapter left in
+    ``out_dir`` are removed.
     """
     path, parameters = Path(path), dict(parameters or {})
     nb = _read_chapter(path)
@@ -130,9 +135,11 @@ def execute_chapter(
     prefix, suffix = f".{path.stem}.", ".tmp.ipynb"
     for stale in stale_temp_files(out, prefix, suffix):
         stale.unlink(missing_ok=True)
+    for stale in stale_temp_files(out, prefix, RECORDS_SUFFIX):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = new_temp_file(out, prefix, suffix)
     try:
-        with _records_in(out / "records"):
+        with _records_in(out / "records", out / f"{prefix}{os.getpid()}{RECORDS_SUFFIX}"):
             papermill.execute_notebook(
                 nb,
                 str(tmp),
@@ -158,17 +165,26 @@ def execute_chapter(
 
 
 @contextlib.contextmanager
-def _records_in(folder: Path):
-    """The chapter's scorecard records go to ``folder`` (``<out>/records``), not to the book's
-    ``_build/records``, unless the user set ``$DUFM_RECORDS`` (see ``dufm.scorecard``)."""
-    if os.environ.get("DUFM_RECORDS"):
-        yield
-        return
-    os.environ["DUFM_RECORDS"] = str(folder.resolve())
+def _records_in(folder: Path, stage: Path):
+    """The chapter's scorecard records are written to ``stage`` (a temporary folder in the out
+    folder) and moved to ``$DUFM_RECORDS`` if the user set it, else to ``folder``
+    (``<out>/records``), only when the block ends without an exception; ``stage`` is removed
+    either way, so a failed or interrupted chapter leaves its earlier records as they were."""
+    target = Path(os.environ.get("DUFM_RECORDS") or folder)
+    previous = os.environ.get("DUFM_RECORDS")
+    os.environ["DUFM_RECORDS"] = str(stage.resolve())
     try:
         yield
+        if stage.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            for record in sorted(stage.glob("*.json")):
+                write_atomic(target / record.name, lambda fh, r=record: fh.write(r.read_bytes()))
     finally:
-        del os.environ["DUFM_RECORDS"]
+        if previous is None:
+            del os.environ["DUFM_RECORDS"]
+        else:
+            os.environ["DUFM_RECORDS"] = previous
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _keep_partial(tmp: Path, failed: Path) -> None:
