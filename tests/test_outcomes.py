@@ -1,10 +1,13 @@
 """Unit tests of dufm.outcomes: a run's structure and its closed-form optimum."""
 
+import math
+
 import pytest
 
 from dufm import theory
 from dufm.checks import CheckFailed
 from dufm.outcomes import (
+    OUTCOMES,
     check_optimal_losses,
     check_recognised,
     check_settled,
@@ -79,8 +82,14 @@ def _row(d, lam, seed, structure, rank, loss=1.0, theory_loss=None, change=0.0, 
     return {
         "seed": seed, "d": d, "lam": lam, "init_scale": 1.0, "structure": structure, "rank": rank,
         "final_loss": loss, "plateau_change": change, "theory_loss": theory_loss,
-        "rel_error": rel, "simplex_classes": m, "pairs": p,
+        "rel_error": rel, "simplex_classes": m, "pairs": p, "diverged_at": None,
     }  # fmt: skip
+
+
+def _diverged(d, lam, seed, step=300):
+    """A hand-made ``summarise_sweep`` row of a run that diverged at ``step``."""
+    row = _row(d, lam, seed, "diverged", math.nan, loss=math.nan, change=math.inf)
+    return {**row, "diverged_at": step}
 
 
 def test_grid_points_groups_the_rows_by_value_in_increasing_order():
@@ -106,6 +115,19 @@ def test_point_summary_counts_structures_and_gives_the_wilson_interval_of_the_dn
     assert sweep_summary(runs, "d", 1e-9) == {10: s}
     with pytest.raises(ValueError, match="runs=\\[\\]"):
         point_summary([], 1e-9)
+
+
+def test_a_diverged_run_is_counted_as_diverged_and_left_out_of_the_ranks():
+    runs = [_row(10, 0.1, 0, "dnc", 9), _row(10, 0.1, 1, "zero", 0), _diverged(10, 0.1, 2)]
+    s = point_summary(runs, plateau_rtol=1e-9)
+    assert (s["runs"], s["settled"], s["dnc"], s["zero"], s["diverged"]) == (3, 2, 1, 1, 1)
+    assert sum(s[name] for name in OUTCOMES) == s["runs"]
+    assert s["p_dnc"] == pytest.approx(1 / 3) and s["ranks"] == [9, 0] and s["mean_rank"] == 4.5
+    assert math.isnan(point_summary([_diverged(10, 0.1, 3)], 1e-9)["mean_rank"])
+    rows = [_row(d, 0.1, s, "pair", d // 10) for d in (10, 20, 30) for s in (0, 1, 2)]
+    assert sweep_trend([*rows, _diverged(30, 0.1, 3)], "d", "rank", permutations=2000) < 0.01
+    with pytest.raises(CheckFailed, match="1 of 4 runs diverged .*seed=2.* at step 300"):
+        check_settled([*runs[:1], _diverged(10, 0.1, 2), *runs[:2]], 1e-9)
 
 
 def test_structure_ladder_orders_the_structures_by_rank_with_their_optimal_losses():

@@ -149,7 +149,8 @@ def predicted_initial_output_std(L: int, d: int, init: str, init_scale: float) -
 
 # --- a sweep's grid points, ladder and trends (Figures 2 and 5; chapter 5) ----------------------
 
-STRUCTURES = ("dnc", "mixture", "pair", "other", "zero")  # classify_structure's names
+# What a run can end in: classify_structure's names, and "diverged" (run_outcome).
+OUTCOMES = ("dnc", "mixture", "pair", "other", "zero", "diverged")
 TREND_AXES = ("d", "minus_log2_lam")  # the width, or -log2 of the weight decay ("as lam falls")
 TREND_OUTCOMES = ("dnc", "rank")  # 1 for a run ending in DNC (else 0), or the rank of its Z
 
@@ -166,16 +167,17 @@ def point_summary(runs: list[dict], plateau_rtol: float) -> dict:
     """What the runs of one grid point ended in (Figures 2 and 5, chapter 5).
 
     ``runs`` are ``summarise_sweep`` rows. Returns ``runs`` (their number), ``settled`` (runs whose
-    ``plateau_change`` is below ``plateau_rtol``), the count of each of ``STRUCTURES``, ``p_dnc``
-    (the fraction ending in DNC) with its 95% Wilson interval ``low``, ``high``
-    (``dufm.stats.wilson_interval``), ``ranks`` (list, one per run) and ``mean_rank``.
+    ``plateau_change`` is below ``plateau_rtol``), the count of each of ``OUTCOMES`` (so they sum
+    to ``runs``), ``p_dnc`` (the fraction of all runs ending in DNC; a diverged run did not) with
+    its 95% Wilson interval ``low``, ``high`` (``dufm.stats.wilson_interval``), ``ranks`` (one per
+    run that did not diverge) and ``mean_rank`` (their mean; nan if every run diverged).
     """
     if not runs:
         raise ValueError("runs=[] is not allowed: a grid point has at least one run")
     check_positive("plateau_rtol", plateau_rtol)
-    count = {s: sum(r["structure"] == s for r in runs) for s in STRUCTURES}
+    count = {s: sum(r["structure"] == s for r in runs) for s in OUTCOMES}
     low, high = wilson_interval(count["dnc"], len(runs))
-    ranks = [r["rank"] for r in runs]
+    ranks = [r["rank"] for r in runs if r["structure"] != "diverged"]
     return {
         "runs": len(runs),
         "settled": sum(r["plateau_change"] < plateau_rtol for r in runs),
@@ -184,7 +186,7 @@ def point_summary(runs: list[dict], plateau_rtol: float) -> dict:
         "low": low,
         "high": high,
         "ranks": ranks,
-        "mean_rank": sum(ranks) / len(ranks),
+        "mean_rank": sum(ranks) / len(ranks) if ranks else math.nan,
     }
 
 
@@ -243,11 +245,13 @@ def sweep_trend(
     """One-sided permutation p-value for "``outcome`` rises along ``along``" over the runs of a
     sweep (the trends of Figures 2 and 5, chapter 5): ``dufm.stats.increasing_trend_pvalue`` with
     x the width d ("d") or -log2 lam ("minus_log2_lam"), and y 1 for a DNC run, else 0 ("dnc"),
-    or the rank of the run's output ("rank")."""
+    or the rank of the run's output ("rank", over the runs that did not diverge)."""
     if along not in TREND_AXES:
         raise ValueError(f"along={along!r} is not allowed: must be one of {TREND_AXES}")
     if outcome not in TREND_OUTCOMES:
         raise ValueError(f"outcome={outcome!r} is not allowed: must be one of {TREND_OUTCOMES}")
+    if outcome == "rank":
+        rows = [r for r in rows if r["structure"] != "diverged"]
     x = [r["d"] if along == "d" else -math.log2(r["lam"]) for r in rows]
     y = [float(r["structure"] == "dnc") if outcome == "dnc" else r["rank"] for r in rows]
     return increasing_trend_pvalue(x, y, permutations=permutations, seed=seed)
@@ -261,10 +265,17 @@ def _where(row: dict) -> str:
 
 
 def check_settled(rows: list[dict], plateau_rtol: float) -> float:
-    """Every run has settled: its ``plateau_change`` is below ``plateau_rtol`` (chapter 5: the
-    counts describe end points). Returns the largest change; fails naming how many runs still
-    move and the worst one."""
+    """Every run has settled: none diverged and its ``plateau_change`` is below ``plateau_rtol``
+    (chapter 5: the counts describe end points). Returns the largest change; fails naming how
+    many runs diverged or still move, and the first diverged or the worst moving one."""
     check_positive("plateau_rtol", plateau_rtol)
+    diverged = [r for r in rows if r["structure"] == "diverged"]
+    if diverged:
+        raise CheckFailed(
+            f"{len(diverged)} of {len(rows)} runs diverged (NaN or infinite loss): "
+            + "; ".join(f"{_where(r)} at step {r['diverged_at']}" for r in diverged[:3])
+            + "; a smaller lr avoids this"
+        )
     moving = [r for r in rows if not r["plateau_change"] < plateau_rtol]
     if moving:
         worst = max(moving, key=lambda r: r["plateau_change"])
