@@ -1,6 +1,7 @@
 """Imbalanced classes (Appendix A, Theorems A1-A3): sizes, the SEL matrix, the single-layer
 minimiser, the class-size options of the optimum search and of the trainer."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -235,9 +236,26 @@ CHAPTER = Path(__file__).resolve().parents[1] / "chapters" / "10_imbalanced.md"
         ("K", 1, "K=1 is not allowed"),
         ("gd_lam", 0.0, "gd_lam=0.0 is not allowed"),
         ("gd_L", 0, "gd_L=0 is not allowed"),
+        (
+            "imbalances",
+            [[100, 0.5]],
+            r"sel_lam_exponents\[0\]=6 is not allowed with imbalances\[0\]=\[100, 0.5\]: at "
+            r"lam = 2\^-6 the single-layer minimiser is zero \(from lam = 2\^-6.16 on\)",
+        ),
     ],
 )
 def test_chapter_10_stops_on_a_bad_parameter_naming_it(name, value, message, tmp_path):
     with pytest.raises(ChapterError, match=message):
         execute_chapter(CHAPTER, {**parameter_set(CHAPTER, "ci"), name: value}, tmp_path)
     assert not (tmp_path / "10_imbalanced.ipynb").exists()
+
+
+def test_the_single_layer_minimiser_is_zero_from_ufm_zero_lam_on_and_not_below():
+    assert theory.ufm_zero_lam([3] * 4) == pytest.approx(1 / (4 * math.sqrt(3)), rel=1e-12)
+    sizes = theory.step_class_sizes(10, 100, 0.5, 2)
+    lam0 = theory.ufm_zero_lam(sizes)
+    res = theory.ufm_minimiser(sizes, [1.02 * lam0, 0.95 * lam0], progress=False)
+    assert float(torch.linalg.matrix_norm(res.logits[0])) == 0.0
+    assert float(torch.linalg.matrix_norm(res.logits[1])) > 1.0
+    residual, spectral = theory.ufm_optimality_residual(res.logits[0], sizes, 1.02 * lam0)
+    assert residual == 0.0 and spectral <= 1.0  # zero is certified optimal above lam0

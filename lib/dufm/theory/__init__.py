@@ -36,6 +36,7 @@ from .imbalanced import (
     step_class_sizes,
     ufm_minimiser,
     ufm_optimality_residual,
+    ufm_zero_lam,
     wins_from,
 )
 from .optimum import OptimumSearch, schatten_prox, search_global_optimum, zero_comparison_bound
@@ -133,6 +134,7 @@ __all__ = [
     "theorem7_stated_region",
     "ufm_minimiser",
     "ufm_optimality_residual",
+    "ufm_zero_lam",
     "wins_from",
     "theorem2_regulariser_sides",
     "zero_comparison_bound",

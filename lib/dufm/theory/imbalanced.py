@@ -9,6 +9,7 @@ class-size options of ``optimal_matrix_scale`` and ``search_global_optimum``. Th
   of S = I - (1/K) 1 1^T (rank K-1);
 - ``ufm_minimiser``: the global minimiser Z*_lam of the single-layer UFM (L = 1, a convex
   problem), batched over lam, with ``ufm_optimality_residual``, a certificate of its optimality;
+- ``ufm_zero_lam``: the weight decay from which Z*_lam is zero (no generalised DNC there);
 - ``normalised_distance``: ||Z/||Z|| - T/||T|| ||_F, how far Z*_lam is from the SEL matrix;
 - ``generalised_dnc_losses``: the deep reduced loss of "generalised DNC" (Z proportional to
   Z*_lam) at its best scale, for several depths;
@@ -104,7 +105,7 @@ def ufm_minimiser(
     (1/N) g(Z) + lam ||Z||_* is convex, so the proximal-gradient search of
     ``search_global_optimum`` (batched over the lams, from ``starts`` random starts and the SEL
     direction at its optimal scale) converges to the global minimiser; ``ufm_optimality_residual``
-    certifies it. The result's ``logits(c)`` is Z*_lam (K x N) for lams[c], ``best_means[c]``
+    certifies it. The result's ``logits[c]`` is Z*_lam (K x N) for lams[c], ``best_means[c]``
     its K x K class means.
     """
     sizes = check_class_sizes(class_sizes)
@@ -113,6 +114,20 @@ def ufm_minimiser(
     return _search(
         sizes, [1] * len(lams), lams, start, None, starts, steps, seed, device, dtype, progress
     )
+
+
+def ufm_zero_lam(class_sizes) -> float:
+    """The weight decay from which the single-layer minimiser Z*_lam is zero (chapter 10).
+
+    The single-layer loss (1/N) g(Z) + lam ||Z||_* is convex and its fit has gradient
+    (P - Y)/N at Z = 0, where P = (1/K) 1 1^T; the subdifferential of ||Z||_* at 0 is the unit
+    ball of the spectral norm. So Z = 0 is the minimiser exactly when
+    lam >= ||Y - (1/K) 1 1^T||_2 / N, the value returned. With n samples in every class it is
+    1 / (K sqrt(n)). Theorem A3's generalised DNC (a multiple of Z*_lam) exists only below it.
+    """
+    sizes = check_class_sizes(class_sizes)
+    Y = one_hot_labels(len(sizes), sizes)
+    return float(torch.linalg.matrix_norm(Y - 1.0 / len(sizes), ord=2)) / sum(sizes)
 
 
 def ufm_optimality_residual(Z: torch.Tensor, class_sizes, lam: float, rtol: float = 1e-8):
