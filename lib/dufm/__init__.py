@@ -6,8 +6,8 @@ Modules, one responsibility each (the chapter that uses a module most is named i
 - ``structures``: the logit structures of the paper in one vocabulary (``"dnc"``, ``"pair"``,
   mixtures) and the Lemma-1 factorisation of a logit matrix into deep-UFM parameters.
 - ``losses``: the deep-UFM loss, its reference gradient and the reduced loss of Lemma 1.
-- ``trainer``: batched full-batch gradient descent over many independent runs (its engine:
-  ``_engine``).
+- ``trainer``: batched full-batch gradient descent over many independent runs, their settings
+  (``RunConfig``, which ``sweep`` uses too) and result (its engine: ``_engine``).
 - ``sweep``: resumable sweeps of training runs over a grid of settings (Figures 2 and 5);
   ``cluster``: the same on a Dask cluster.
 - ``experiments``: training with snapshots of measured quantities (chapter 1).
