@@ -11,6 +11,7 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from tqdm import tqdm
@@ -74,7 +75,7 @@ class OptimumSearch:
     rtol: float
     class_sizes: list | None = None
 
-    @property
+    @cached_property
     def logits(self) -> torch.Tensor:
         """The best logit matrix Z = M kron 1_n^T of every configuration, (C, K, Kn) float64
         (``logits[c]``; column c of M repeated n_c times with ``class_sizes``)."""
