@@ -304,26 +304,16 @@ def main(argv=None) -> None:
             f"{dt:8} {'(a) naive, one run':22} {1:>5} {a:>12.0f} {spread(r['naive']):>15} "
             f"{1.0:>7.1f}x"
         )
-        for R in Rs_main:
-            b = med(r["b"][R])
-            ratio[(dt, "b", R)] = b / a
-            print(
-                f"{dt:8} {'(b) engine':22} {R:>5} {b:>12.0f} {spread(r['b'][R]):>15} {b / a:>7.1f}x"
-            )
-        for R in Rs_comp:
-            c = med(r["c"][R])
-            ratio[(dt, "c", R)] = c / a
-            print(
-                f"{dt:8} {'(c) engine, compiled':22} {R:>5} {c:>12.0f} {spread(r['c'][R]):>15} "
-                f"{c / a:>7.1f}x"
-            )
-        for R in Rs_jax:
-            dj = med(r["d"][R])
-            ratio[(dt, "d", R)] = dj / a
-            print(
-                f"{dt:8} {'(d) JAX vmap+jit+scan':22} {R:>5} {dj:>12.0f} {spread(r['d'][R]):>15} "
-                f"{dj / a:>7.1f}x   engine / JAX: {med(r['b'][R]) / dj:.1f}x"
-            )
+        rows = (("b", "(b) engine", Rs_main), ("c", "(c) engine, compiled", Rs_comp))
+        for key, label, Rs in (*rows, ("d", "(d) JAX vmap+jit+scan", Rs_jax)):
+            for R in Rs:
+                v = med(r[key][R])
+                ratio[(dt, key, R)] = v / a
+                versus = f"   engine / JAX: {med(r['b'][R]) / v:.1f}x" if key == "d" else ""
+                print(
+                    f"{dt:8} {label:22} {R:>5} {v:>12.0f} {spread(r[key][R]):>15} "
+                    f"{v / a:>7.1f}x{versus}"
+                )
         if Rs_comp:
             print(
                 f"{dt:8} (c) compile time (warm-up, {len(Rs_comp)} batch sizes): "
