@@ -12,7 +12,7 @@ CACHE  := _build/.jupyter_cache
 
 book: $(STAMP) _build/.lib-stamp
 	$(BIN)/jupyter-book build -W -n --keep-going .
-	$(BIN)/python -m dufm.scorecard readme
+	$(BIN)/python -m dufm.scorecard_page readme
 
 # jupyter-cache re-executes a chapter only when its own text changes, and Sphinx re-reads only the
 # sources that changed: drop both the cache and Sphinx's saved environment whenever the library or

@@ -9,7 +9,7 @@ is replaced by the summary line of the records (``$DUFM_RECORDS``, else ``_build
 
 import os
 
-from dufm.scorecard import book_summary
+from dufm.scorecard_page import book_badges
 
 PAGES = ("intro", "chapters/scorecard")
 TOKEN = "{{ scorecard_counts }}"
@@ -21,7 +21,7 @@ def _always_outdated(app, env, added, changed, removed):
 
 def _summary(app, docname, source):
     if docname == "intro" and TOKEN in source[0]:
-        line = book_summary(app.srcdir, os.environ.get("DUFM_RECORDS") or None)
+        line = book_badges(app.srcdir, os.environ.get("DUFM_RECORDS") or None)
         source[0] = source[0].replace(TOKEN, line)
 
 

@@ -249,21 +249,6 @@ def test_findings_are_listed_by_chapter(tmp_path):
     ]
 
 
-def test_update_readme_rewrites_only_the_marked_line(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("# t\n<!-- scorecard -->old<!-- /scorecard -->\nrest\n")
-    assert scorecard.update_readme(readme, "new") is True
-    assert readme.read_text() == "# t\n<!-- scorecard -->new<!-- /scorecard -->\nrest\n"
-    assert scorecard.update_readme(readme, "new") is False
-    readme.write_text("# no marker\n")
-    with pytest.raises(ValueError, match="no <!-- scorecard -->"):
-        scorecard.update_readme(readme, "x")
-
-
-def test_the_readme_has_the_scorecard_line(root):
-    assert scorecard.README_MARKERS[0] in (root / "README.md").read_text()
-
-
 def test_every_result_names_a_chapter_of_the_book(root):
     stems = {p.stem for p in toc_chapters(root)}
     assert {chapter for _, chapter, _ in scorecard.RESULTS} <= stems
