@@ -38,7 +38,7 @@ def test_the_summary_table_has_one_row_a_result_and_a_kept_column_when_given():
     table = scorecard_page.summary_table(rows).splitlines()
     assert table[0] == "| result | book set (this build) | chapter |"
     assert len(table) == 2 + len(rows)
-    assert "{bdg-success}`reproduced` the paper's setting, book set" in table[2]
+    assert "{bdg-success}`reproduced` paper, book set" in table[2]
     assert "{ref}`Theorem 1 <result-theorem-1>`" in table[2]
     kept = {"Theorem 1": {"verdict": "not run", "note": "stale: chapter changed since 2026-12-01"}}
     table = scorecard_page.summary_table(rows, kept).splitlines()
