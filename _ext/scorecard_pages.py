@@ -26,6 +26,8 @@ def _summary(app, docname, source):
 
 
 def setup(app):
+    # Chapters executed by this build show no progress frames (dufm.progress): kernels inherit it.
+    os.environ["DUFM_PROGRESS"] = "0"
     app.connect("env-get-outdated", _always_outdated)
     app.connect("source-read", _summary)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

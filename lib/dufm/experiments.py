@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import torch
-from tqdm import tqdm
 
+from .progress import progress_bar
 from .trainer import TrainResult, train
 from .validation import check_int
 
@@ -28,7 +26,7 @@ def train_with_snapshots(snapshots: int, measure, **train_kwargs) -> tuple:
     points, values = [0], [measure(result)]
     steps_hist, loss_hist = [0], [result.losses[:, 0]]
     done = 0
-    bar = tqdm(total=total, disable=not show, file=sys.stderr, mininterval=5.0, desc="GD")
+    bar = progress_bar(total, "GD", show)
     while done < total:
         length = min(segment, total - done)
         result = train(
