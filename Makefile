@@ -8,7 +8,7 @@ LINT   := lib tests $(wildcard benchmarks _ext)
 LIB    := $(shell find lib -name '*.py' 2>/dev/null)
 CACHE  := _build/.jupyter_cache
 
-.PHONY: book test lint venv clean distclean
+.PHONY: book test lint format venv clean distclean
 
 book: $(STAMP) _build/.lib-stamp
 	$(BIN)/jupyter-book build -W -n --keep-going .
@@ -28,8 +28,13 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT)
 	$(BIN)/ruff format --check $(LINT)
+	$(BIN)/python -m dufm.style --check chapters/*.md
 
 venv: $(STAMP)
+
+# Format the chapters' code cells (ruff at 88 columns), leaving their text and metadata alone.
+format: $(STAMP)
+	$(BIN)/python -m dufm.style chapters/*.md
 
 # Re-install whenever the pins or the package metadata change; a second run is instant.
 $(STAMP): requirements.txt pyproject.toml
