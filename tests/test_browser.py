@@ -1,8 +1,11 @@
 """The built book (``_build/ci-book/_build/html``, from ``test_book.py``) in headless Chromium.
 
 Every page listed in _toc.yml loads from file:// with no request leaving the machine, its math is
-typeset by the bundled MathJax (no raw TeX left in the text), chapter pages show theorem boxes and
-figures, and the console stays free of errors beyond two known harmless ones. A screenshot of each
+typeset by the bundled MathJax (no raw TeX left in the text), no progress-bar frame, clipped code
+line or cut table shows, chapter pages show theorem boxes and figures and offer their executed
+notebook as .ipynb, the scorecard's summary table fits in the first 1,300 px with a badge a row,
+the status page shows its tables, and the console stays free of errors beyond two known
+harmless ones. A screenshot of each
 page is saved to ``_build/ci-book/_build/screenshots``. Needs /usr/bin/chromium (``.ci/run``
 installs it).
 """
@@ -34,9 +37,11 @@ LOCAL = ("file:", "data:", "blob:")  # URL schemes that stay on this machine
 
 
 PAGES = ["index", *toc_documents(ROOT)]  # index.html redirects to the root page
-# Pages of a result (theorem box and figure); the scorecard page is a table of the others.
+# Pages of a result (theorem box and figure); the scorecard and status pages are about the others.
 CHAPTER_PAGES = {
-    str(c.relative_to(ROOT).with_suffix("")) for c in toc_chapters(ROOT) if c.stem != "scorecard"
+    str(c.relative_to(ROOT).with_suffix(""))
+    for c in toc_chapters(ROOT)
+    if c.stem not in ("scorecard", "status")
 }
 
 
@@ -114,6 +119,86 @@ def math_problems(page) -> list[str]:
     return problems + raw_tex(visible_text(page), TEX_LEFT)
 
 
+def layout_problems(page) -> list[str]:
+    """No progress-bar frames in the text, no code line clipped behind a scrollbar, and no
+    table cut at the column's edge (a wide table scrolls inside its own box)."""
+    problems = []
+    text = page.evaluate("() => document.body.innerText")
+    if "it/s]" in text:
+        at = text.find("it/s]")
+        frame = " ".join(text[max(0, at - 60) : at].split())
+        problems.append(f"progress-bar frame in the page: ...{frame}")
+    clipped = page.evaluate(
+        "() => [...document.querySelectorAll('article div.cell div.highlight pre')]"
+        ".filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.innerText.slice(0, 60))"
+    )
+    problems += [f"code line clipped behind a scrollbar: {c!r}" for c in clipped]
+    cut = page.evaluate(
+        """() => {
+            const main = document.querySelector('article');
+            if (!main) return [];
+            const edge = main.getBoundingClientRect().right + 1;
+            const scrolls = (e) => {
+                for (let x = e; x && x !== main; x = x.parentElement) {
+                    const o = getComputedStyle(x).overflowX;
+                    if (o === 'auto' || o === 'scroll') return true;
+                }
+                return false;
+            };
+            return [...main.querySelectorAll('table')]
+                .filter(t => t.getBoundingClientRect().right > edge && !scrolls(t))
+                .map(t => t.innerText.slice(0, 60));
+        }"""
+    )
+    problems += [f"table cut at the column's edge: {c!r}" for c in cut]
+    return problems
+
+
+def scorecard_problems(page) -> list[str]:
+    """The summary table (first table of the page) ends within the first 1,300 px, with a
+    coloured badge in every row."""
+    box = page.evaluate(
+        "() => { const t = document.querySelector('article table');"
+        " if (!t) return null; const r = t.getBoundingClientRect();"
+        " return {bottom: r.bottom + window.scrollY, rows: t.tBodies[0].rows.length,"
+        " badges: t.querySelectorAll('.sd-badge').length}; }"
+    )
+    if box is None:
+        return ["no summary table on the scorecard page"]
+    problems = []
+    if box["bottom"] > 1300:
+        problems.append(f"the summary table ends {box['bottom']:.0f} px down (at most 1,300)")
+    if box["badges"] < box["rows"]:
+        problems.append(f"{box['badges']} verdict badges for {box['rows']} rows")
+    return problems
+
+
+def status_problems(page) -> list[str]:
+    """The build page shows the machine table and the execution table of the chapters."""
+    heads = page.evaluate(
+        "() => [...document.querySelectorAll('article table thead')].map(h => h.innerText)"
+    )
+    problems = []
+    if not any("version" in h for h in heads):
+        problems.append("no table of versions and machine")
+    if not any("Run Time" in h for h in heads):
+        problems.append("no execution table (nb-exec-table)")
+    return problems
+
+
+def download_problems(page, path: Path) -> list[str]:
+    """The download button offers the executed chapter as .ipynb, and the link resolves."""
+    hrefs = page.evaluate(
+        "() => [...document.querySelectorAll('.dropdown-download-buttons a')]"
+        ".map(a => a.getAttribute('href'))"
+    )
+    ipynb = [h for h in hrefs if h and h.split("?")[0].endswith(".ipynb")]
+    if not ipynb:
+        return [f"no .ipynb in the download button (links: {hrefs})"]
+    target = (path.parent / ipynb[0].split("?")[0]).resolve()
+    return [] if target.is_file() else [f"the .ipynb download {ipynb[0]} does not resolve"]
+
+
 def chapter_problems(page) -> list[str]:
     """A chapter shows at least one theorem-like box and one figure, all images loaded."""
     problems = []
@@ -146,9 +231,13 @@ def test_page_renders_offline(doc, html_dir, browser):
         if doc == "index":
             page.wait_for_url(f"**/{PAGES[1]}.html")
             page.wait_for_load_state("load")
-        problems = math_problems(page)
+        problems = math_problems(page) + layout_problems(page)
         if doc in CHAPTER_PAGES:
-            problems += chapter_problems(page)
+            problems += chapter_problems(page) + download_problems(page, path)
+        if doc == "chapters/scorecard":
+            problems += scorecard_problems(page)
+        if doc == "chapters/status":
+            problems += status_problems(page)
         shots = html_dir.parent / "screenshots"
         shots.mkdir(exist_ok=True)
         page.screenshot(path=shots / f"{doc.replace('/', '__')}.png", full_page=True)
