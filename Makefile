@@ -1,5 +1,5 @@
 # `make book`: set up .venv and build the HTML book into _build/html/index.html.
-# `make test`: set up .venv and run every check (ruff, unit tests, chapters, book, browser).
+# `make test`: set up .venv and run every check (lint, unit tests, chapters, book, browser).
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,6 +7,10 @@ STAMP  := $(VENV)/.installed
 LINT   := lib tests $(wildcard benchmarks _ext)
 LIB    := $(shell find lib -name '*.py' 2>/dev/null)
 CACHE  := _build/.jupyter_cache
+# cffconvert needs jsonschema<4, the stack pins jsonschema 4: it lives in its own venv.
+CFF    := .venv-cff
+CFF_STAMP := $(CFF)/.installed
+WORKFLOWS := $(wildcard .github/workflows/*.yml)
 
 .PHONY: book test lint format venv clean distclean
 
@@ -25,10 +29,14 @@ _build/.lib-stamp: $(LIB) requirements.txt pyproject.toml
 test: $(STAMP) lint
 	$(BIN)/python -m pytest tests
 
-lint: $(STAMP)
+# ruff on the code; the chapters' code cells (dufm.style); CITATION.cff against the Citation File
+# Format schema; the workflows.
+lint: $(STAMP) $(CFF_STAMP)
 	$(BIN)/ruff check $(LINT)
 	$(BIN)/ruff format --check $(LINT)
 	$(BIN)/python -m dufm.style --check chapters/*.md
+	$(CFF)/bin/cffconvert --validate -i CITATION.cff
+	$(BIN)/actionlint $(WORKFLOWS)
 
 venv: $(STAMP)
 
@@ -43,11 +51,16 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+$(CFF_STAMP): requirements-cff.txt
+	test -x $(CFF)/bin/python || $(PYTHON) -m venv $(CFF)
+	$(CFF)/bin/python -m pip install --quiet -r requirements-cff.txt
+	touch $@
+
 # clean keeps runs/ (your executed reruns), chapters/_sweeps (finished sweep batches) and .venv;
-# distclean also removes the sweep batches and .venv.
+# distclean also removes the sweep batches, .venv and .venv-cff.
 clean:
 	rm -rf _build .pytest_cache .ruff_cache lib/*.egg-info
 	find lib tests -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) chapters/_sweeps
+	rm -rf $(VENV) $(CFF) chapters/_sweeps

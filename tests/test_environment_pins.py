@@ -56,3 +56,15 @@ def test_installed_versions_match_the_pins():
         if installed.split("+")[0] != pinned:  # torch: 2.13.0+cpu satisfies 2.13.0
             wrong.append(f"{name} {installed} != {pinned}")
     assert not wrong, "environment drifted from requirements.txt: " + "; ".join(wrong)
+
+
+def test_the_citation_validator_has_exact_pins_of_its_own():
+    lines = (ROOT / "requirements-cff.txt").read_text().splitlines()
+    lines = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    matches = [PIN.match(line) for line in lines]
+    assert all(matches), "every requirements-cff.txt line must be NAME==VERSION"
+    cff = dict(match.groups() for match in matches)
+    stack = dict(PIN.match(line).groups() for line in requirement_lines())
+    assert "cffconvert" in cff and "cffconvert" not in stack
+    # Why it is separate: cffconvert needs jsonschema < 4, the book's stack pins jsonschema 4.
+    assert cff["jsonschema"].startswith("3.") and stack["jsonschema"].startswith("4.")
