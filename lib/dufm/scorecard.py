@@ -41,9 +41,10 @@ RESULTS = (
     ),
     (
         "Lemma 2",
-        None,
-        "a step in the proof of Theorem 4 (Appendix B.6) whose displayed formula is not in the "
-        "text of the paper available to the book; no chapter checks it",
+        "06_flat_attractive",
+        "S rho'_c S = K s_c s_c^T + S, where rho_c = e^alpha/(e^alpha+K-1)^2 rho'_c "
+        "+ (e^alpha+K-1)^-2 rho''_c (rho''_c positive semi-definite) is the cross-entropy "
+        "Hessian of a DNC logit column (Appendix B.6, the last step of Theorem 4(ii))",
     ),
     ("Proposition 1", "01_deep_ufm", "a DNC solution satisfies DNC1-3 in every layer"),
     (
