@@ -148,3 +148,52 @@ def test_kernel_is_the_orbit_tangent_above_the_threshold_and_not_below():
         assert (normal.min() > 1e-8 * eig[-1]) == attractive
     with pytest.raises(ValueError, match="orbit_dim"):
         kernel_and_normal(eig, eig.numel() + 1)
+
+
+def test_lemma2_errors_are_rounding_and_a_wrong_rho_prime_fails():
+    from dufm.geometry import lemma2_errors
+    from dufm.theory.critical import dnc_softmax_split
+
+    for K, c, alpha in [(3, 1, 0.5), (6, 0, 4.0), (10, 9, 11.0)]:
+        errors = lemma2_errors(K, c, alpha)
+        assert errors["split"] < 1e-9 and errors["lemma"] < 1e-13 and errors["psd"] > -1e-13
+
+    def wrong(K, c, alpha):  # rho'_c with K instead of K - 1 at (c, c)
+        w1, rho1, w2, rho2 = dnc_softmax_split(K, c, alpha)
+        rho1 = rho1.clone()
+        rho1[c, c] += 1.0
+        return w1, rho1, w2, rho2
+
+    errors = lemma2_errors(6, 2, 3.0, split=wrong)
+    assert errors["split"] > 1e-2 and errors["lemma"] > 1e-2
+
+
+def test_lemma2_predicts_the_full_hessian_along_each_matrix_and_a_wrong_lemma_fails(monkeypatch):
+    import dufm.geometry as geometry
+    from dufm.theory import critical
+
+    assert geometry.lemma2_hessian_errors(4, 2, 2, 3.0, 6, trials=2) < 1e-10
+    assert geometry.lemma2_hessian_errors(5, 3, 1, 6.0, 5, trials=2) < 1e-10
+
+    def without_k_term(Y, alpha):  # Lemma 2 with S rho'_c S = S (the K s_c s_c^T term lost)
+        K = Y.shape[0]
+        w1, _, w2, _ = critical.dnc_softmax_split(K, 0, alpha)
+        S = torch.eye(K, dtype=torch.float64) - 1.0 / K
+        M = S @ Y.double() @ S
+        psd = sum(float(M[:, c] @ critical.dnc_softmax_split(K, c, alpha)[3] @ M[:, c])
+                  for c in range(K))  # fmt: skip
+        return (w1 * float(torch.linalg.matrix_norm(M) ** 2) + w2 * psd) / K
+
+    monkeypatch.setattr(geometry, "lemma2_curvature", without_k_term)
+    assert geometry.lemma2_hessian_errors(4, 2, 2, 3.0, 6, trials=2) > 1e-2
+
+
+def test_critical_point_summary_records_a_local_minimum_and_a_saddle():
+    from dufm.geometry import critical_point_summary
+
+    above = critical_point_summary("dnc", 4, 2, 2, 2.0, 5)
+    below = critical_point_summary("dnc", 4, 2, 2, 1.2, 5)
+    assert above["negative"] == 0 and above["residual"] < 1e-9
+    assert above["tangent_rel"] < 1e-10 and above["normal_rel"] > 1e-8
+    assert below["negative"] > 0 and "orbit" not in below
+    assert set(above) >= {"lam", "min_rel", "frobenius", "spectral", "trace", "orbit"}

@@ -94,3 +94,79 @@ def test_inverse_scale_fit_recovers_the_limit_and_its_prediction_can_fail():
         check_close(predicted, 0.8 + 0.2 * math.log(30.0), 1e-3, "drift")
     with pytest.raises(ValueError, match="order"):
         theory.inverse_scale_fit([1.0, 2.0], [1.0, 2.0], order=2)
+
+
+def test_threshold_scale_by_structure():
+    assert theory.critical.threshold_scale("dnc", 6, 3) == pytest.approx(3.0)
+    assert theory.critical.threshold_scale("pair", 6, 2) == theory.pair_threshold_scale(6, 2)
+    assert theory.critical.threshold_scale("pair", 6, 1) is None
+    with pytest.raises(ValueError, match="K=5"):
+        theory.critical.threshold_scale("pair", 5, 2)
+
+
+def test_negative_count_bands_on_each_stretch_of_the_branch():
+    bands = theory.critical.negative_count_bands
+    fold = theory.fold_scale("dnc", 6, 2, 2)
+    assert bands("dnc", 6, 2, 2, 0.5 * fold) == (15,)
+    assert bands("dnc", 6, 2, 2, 1.01 * fold) == (14, 9)
+    assert bands("dnc", 6, 2, 2, 2.0) == (0,)  # alpha_c = 6/3 itself
+    assert bands("pair", 6, 2, 2, 0.99 * theory.pair_threshold_scale(6, 2)) == (3,)
+    assert bands("dnc", 6, 2, 1, 0.1) == (0,)
+    assert bands("pair", 6, 2, 1, 0.1) is None
+
+
+def test_inverse_scale_fit_with_a_fixed_limit():
+    a = np.linspace(6.0, 14.0, 9)
+    values = 1.0 + 1.5 / a - 2.0 / a**2
+    assert np.allclose(theory.inverse_scale_fit(a, values, 2, limit=1.0), [1.0, 1.5, -2.0])
+    with pytest.raises(ValueError, match="order=0"):
+        theory.inverse_scale_fit(a, values, 0, limit=1.0)
+
+
+def test_extrapolated_limit_tells_a_limit_of_one_from_another():
+    a = np.linspace(6.0, 14.0, 5)
+    for limit in (1.0, 0.8):
+        out = theory.critical.extrapolated_limit(a, limit + 1.5 / a - 2.0 / a**2, 40.0)
+        truth = limit + 1.5 / 40 - 2.0 / 1600
+        assert out["limit"] == pytest.approx(limit, abs=1e-8) and out["spread"] < 1e-8
+        assert out["predicted"] == pytest.approx(truth, rel=1e-9)
+        # the hypothesis "the limit is 1" predicts far out only when it is true
+        assert (abs(out["predicted_one"] / truth - 1) < 1e-3) == (limit == 1.0)
+
+
+@pytest.mark.parametrize("K,c,alpha", [(3, 0, 0.4), (4, 2, 3.0), (10, 7, 9.0)])
+def test_dnc_softmax_split_is_the_softmax_hessian_entry_by_entry(K, c, alpha):
+    import torch
+
+    w1, rho1, w2, rho2 = theory.critical.dnc_softmax_split(K, c, alpha)
+    p = torch.softmax(alpha * (torch.eye(K, dtype=torch.float64)[c] - 1.0 / K), 0)
+    rho = torch.diag(p) - torch.outer(p, p)
+    tol = 1e-15 * float(rho.abs().max())
+    assert torch.allclose(w1 * rho1 + w2 * rho2, rho, rtol=1e-12, atol=tol)
+    assert w1 == pytest.approx(math.exp(alpha) / (math.exp(alpha) + K - 1) ** 2, rel=1e-13)
+    assert torch.linalg.eigvalsh(rho2)[0] > -1e-13  # rho''_c is positive semi-definite
+    S = torch.eye(K, dtype=torch.float64) - 1.0 / K
+    right = theory.critical.lemma2_right_side(K, c)
+    assert torch.allclose(S @ rho1 @ S, right, atol=1e-13)  # Lemma 2
+    assert torch.allclose(rho1, right, atol=1e-13)  # rho'_c itself is K s_c s_c^T + S
+    w1_big = theory.critical.dnc_softmax_split(K, c, 800.0)[0]
+    assert 0.0 <= w1_big < 1e-300  # no overflow for large scales
+
+
+def test_lemma2_curvature_closed_form_and_bad_input():
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    K, alpha = 5, 2.5
+    Y = torch.randn(K, K, generator=gen, dtype=torch.float64)
+    S = torch.eye(K, dtype=torch.float64) - 1.0 / K
+    direct = 0.0
+    for c in range(K):  # (1/K) sum_c (Y s_c)^T rho_c (Y s_c) with rho_c from the softmax
+        p = torch.softmax(alpha * S[:, c], 0)
+        v = Y @ S[:, c]
+        direct += float(v @ (torch.diag(p) - torch.outer(p, p)) @ v) / K
+    assert theory.critical.lemma2_curvature(Y, alpha) == pytest.approx(direct, rel=1e-12)
+    with pytest.raises(ValueError, match="Y="):
+        theory.critical.lemma2_curvature(torch.zeros(3, 4), alpha)
+    with pytest.raises(ValueError, match="c=4"):
+        theory.critical.dnc_softmax_split(4, 4, 1.0)

@@ -13,10 +13,14 @@
 - ``negative_count``, ``structure_spectrum``, ``attraction_threshold``: the Hessian spectrum of a
   structure's critical point at a chosen scale (lam from the critical-point equation), its number
   of negative eigenvalues, and the bisection for the scale above which none is left (Theorems 4
-  and 6; chapter 6).
+  and 6; chapter 6). ``critical_point_summary``: what chapter 6 records of one such point.
 - ``kernel_and_normal``: the Hessian's eigenvalues split into the orbit_dimension smallest in
   magnitude and the rest, to test that the kernel is exactly the tangent of the critical set
   (then the point is a minimum along every other direction; chapter 6).
+- ``column_hessian``, ``lemma2_errors``, ``lemma2_hessian_errors``: Lemma 2 measured (chapter 6):
+  the cross-entropy Hessian of one logit column by automatic differentiation against the split
+  of ``dufm.theory.dnc_softmax_split``, the lemma's identity, and its consequence in the exact
+  Hessian of the full loss at a DNC critical point.
 """
 
 from __future__ import annotations
@@ -26,8 +30,14 @@ import math
 import torch
 
 from .losses import forward, mean_cross_entropy, regulariser
-from .structures import factorize, logits
-from .theory.critical import critical_weight_decay
+from .metrics import class_mean_logits, critical_point_residual
+from .structures import factorize, logits, simplex_matrix
+from .theory.critical import (
+    critical_weight_decay,
+    dnc_softmax_split,
+    lemma2_curvature,
+    lemma2_right_side,
+)
 from .validation import check_activation, check_device, check_int, check_positive
 
 
@@ -141,6 +151,43 @@ def structure_spectrum(
     return lam, params, torch.linalg.eigvalsh(loss_hessian(params, lam))
 
 
+def critical_point_summary(
+    structure: str,
+    K: int,
+    n: int,
+    L: int,
+    scale: float,
+    d: int,
+    seed: int = 0,
+    rtol: float = 1e-10,
+    orbit: bool = True,
+    device="cpu",
+) -> dict:
+    """What chapter 6 measures at one critical point (Theorems 4 and 6).
+
+    From ``structure_spectrum`` at this scale and width: "lam" (Eq. 19 or 27), "residual"
+    (``dufm.metrics.critical_point_residual``, an independent gradient), "min_rel" (smallest over
+    largest eigenvalue), "negative" (``negative_count`` with ``rtol``), the three norms of
+    ``spectral_norms``; with ``orbit`` and no negative eigenvalue also "orbit"
+    (``orbit_dimension``), "tangent_rel" (largest |tangent eigenvalue| over the largest) and
+    "normal_rel" (smallest normal eigenvalue over the largest) from ``kernel_and_normal``.
+    """
+    lam, params, eig = structure_spectrum(structure, K, n, L, scale, d, seed, device)
+    row = {
+        "lam": lam,
+        "residual": critical_point_residual([P.cpu() for P in params], lam),
+        "min_rel": float(eig[0] / eig[-1]),
+        "negative": negative_count(eig, rtol),
+        **spectral_norms(eig),
+    }
+    if orbit and row["negative"] == 0:
+        row["orbit"] = orbit_dimension(params)
+        tangent, normal = kernel_and_normal(eig, row["orbit"])
+        row["tangent_rel"] = float(tangent.abs().max() / eig[-1]) if row["orbit"] else 0.0
+        row["normal_rel"] = float(normal[0] / eig[-1])
+    return row
+
+
 def attraction_threshold(
     structure: str,
     K: int,
@@ -197,3 +244,79 @@ def kernel_and_normal(eigenvalues: torch.Tensor, orbit_dim: int) -> tuple:
     order = torch.argsort(eigenvalues.abs())
     tangent, normal = eigenvalues[order[:orbit_dim]], eigenvalues[order[orbit_dim:]]
     return tangent, torch.sort(normal).values
+
+
+def column_hessian(z: torch.Tensor, c: int) -> torch.Tensor:
+    """Hessian (K x K, float64) of one column's cross-entropy -log softmax(z)_c with respect to
+    its logits z (shape (K,)), by automatic differentiation (Lemma 2; chapter 6)."""
+    z = z.detach().double()
+    if z.dim() != 1 or not 0 <= c < z.numel():
+        raise ValueError(f"z.shape={tuple(z.shape)}, c={c} is not allowed: z 1-D, 0 <= c < K")
+    return torch.autograd.functional.hessian(lambda x: -torch.log_softmax(x, 0)[c], z)
+
+
+def lemma2_errors(K: int, c: int, alpha: float, split=dnc_softmax_split) -> dict:
+    """Lemma 2 measured at the logits alpha s_c of a class-c sample of a DNC point (Thm 4(ii)).
+
+    ``split``(K, c, alpha) -> (w1, rho'_c, w2, rho''_c) is the decomposition under test (Eq. 25;
+    ``dufm.theory.dnc_softmax_split``). Returns relative errors, each to be compared with a
+    tolerance: "split", ||rho_c - (w1 rho'_c + w2 rho''_c)||_F / ||rho_c||_F with rho_c from
+    ``column_hessian``; "psd", the smallest eigenvalue of rho''_c over its largest magnitude
+    (>= 0 when rho''_c is positive semi-definite); "lemma", ||S rho'_c S - (K s_c s_c^T + S)||_F /
+    ||K s_c s_c^T + S||_F (``dufm.theory.lemma2_right_side``).
+    """
+    check_positive("alpha", alpha)
+    S = simplex_matrix(K)
+    rho = column_hessian(alpha * S[:, c], c)
+    w1, rho1, w2, rho2 = split(K, c, alpha)
+    eig = torch.linalg.eigvalsh(rho2)
+    right = lemma2_right_side(K, c)
+    return {
+        "split": float(torch.linalg.matrix_norm(rho - (w1 * rho1 + w2 * rho2)))
+        / float(torch.linalg.matrix_norm(rho)),
+        "psd": float(eig[0] / eig.abs().max()),
+        "lemma": float(torch.linalg.matrix_norm(S @ rho1 @ S - right))
+        / float(torch.linalg.matrix_norm(right)),
+    }
+
+
+def lemma2_hessian_errors(
+    K: int, n: int, L: int, alpha: float, d: int, trials: int = 3, seed: int = 0, device="cpu"
+) -> float:
+    """Lemma 2's consequence in the exact Hessian of the full loss at a DNC critical point.
+
+    At the Lemma-1 DNC point of scale alpha (width d, lam from Eq. 19) the output is linear in
+    each matrix, so along a direction v = X in one slot (zero elsewhere) v^T Hess v - lam ||X||^2
+    is the mean cross-entropy's curvature along the logit change Z(X in that slot). Its
+    class-mean matrix Y (K x K; global mean zero, so class c's logits move by Y s_c) gives the
+    prediction ``dufm.theory.lemma2_curvature``(Y, alpha). ``trials`` random X per matrix
+    (H_1's constant within each class and of zero global mean, W_l Gaussian). Returns the largest
+    error |v^T Hess v - lam ||X||^2 - predicted| / (v^T Hess v), relative to the whole curvature
+    along v (at a small critical scale the fit term is a tiny part of it, and an error relative
+    to the fit term alone would measure the rounding of lam ||X||^2). Chapter 6.
+    """
+    check_int("trials", trials, 1)
+    device = check_device(device)
+    lam = critical_weight_decay("dnc", K, n, L, alpha)
+    params = [P.to(device) for P in factorize(logits("dnc", K, n, alpha), L, d, seed=seed)]
+    hessian = loss_hessian(params, lam)
+    gen = torch.Generator().manual_seed(seed + 1)
+    S = simplex_matrix(K)
+    worst = 0.0
+    for slot, P in enumerate(params):
+        for _ in range(trials):
+            if slot == 0:  # class-constant, zero global mean: X' S kron 1_n^T
+                X = torch.kron(torch.randn(d, K, generator=gen, dtype=torch.float64) @ S,
+                               torch.ones(1, n, dtype=torch.float64))  # fmt: skip
+            else:
+                X = torch.randn(P.shape, generator=gen, dtype=torch.float64)
+            X = X.to(device)
+            direction = [torch.zeros_like(Q, dtype=torch.float64) for Q in params]
+            direction[slot] = X
+            v = torch.cat([t.flatten() for t in direction])
+            curvature = float(v @ hessian @ v)
+            moved = [X if i == slot else Q for i, Q in enumerate(params)]
+            Y = class_mean_logits(forward(moved)[-1]).cpu()
+            predicted = lam * float(X.pow(2).sum()) + lemma2_curvature(Y, alpha)
+            worst = max(worst, abs(curvature - predicted) / abs(curvature))
+    return worst

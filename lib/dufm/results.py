@@ -13,8 +13,10 @@ RESULTS = (
     (
         "Lemma 2",
         "06_flat_attractive",
-        r"at a DNC point the Hessian of one column's cross-entropy splits as in Eq. (25), and "
-        r"$S\rho'_c S = K s_c s_c^\top + S$ (the step that closes the proof of Theorem 4(ii))",
+        r"$S\rho'_c S = K s_c s_c^\top + S$, where $\rho_c = e^\alpha \rho'_c / D^2 + "
+        r"\rho''_c / D^2$, $D = e^\alpha + K - 1$, $\rho''_c$ positive semi-definite, is the "
+        r"Hessian of one DNC logit column's cross-entropy (Eq. 25; the last step of the proof "
+        r"of Theorem 4(ii))",
     ),
     ("Proposition 1", "01_deep_ufm", "a DNC solution satisfies DNC1-3 in every layer"),
     (

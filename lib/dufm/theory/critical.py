@@ -15,9 +15,17 @@
 - ``pair_threshold_scale``: beta_c, the root of beta = q (K/2 - 1 + e^{-beta}), q = (L-1)/(L+1),
   the pair structure's scale above which chapter 6 measures no negative Hessian eigenvalue (a
   closed form read off the measurements; it coincides with the fold for K = 4).
-- ``inverse_scale_fit``, ``predict_inverse_scale``: least-squares fit of a quantity measured along
-  the scale-divergent branch by c_0 + c_1/a + ... + c_m/a^m, and its prediction at another scale
-  (Theorem 6: the flatness ratio's limit c_0 and a prediction that a drift would miss).
+- ``threshold_scale``, ``negative_count_bands``: alpha_c or beta_c by structure, and the numbers
+  of negative Hessian eigenvalues chapter 6 measures on each stretch of a branch (a conjecture).
+- ``inverse_scale_fit``, ``predict_inverse_scale``, ``extrapolated_limit``: least-squares fit of a
+  quantity measured along the scale-divergent branch by c_0 + c_1/a + ... + c_m/a^m (optionally
+  with c_0 fixed), its prediction at another scale, and the limit c_0 with the change of c_0 when
+  the top term is dropped (Theorem 6: the flatness ratio's limit and a prediction that a drift
+  would miss).
+- ``dnc_softmax_split``, ``lemma2_right_side``, ``lemma2_curvature``: Lemma 2 of Appendix B.6
+  (the last step of Theorem 4(ii)): the split Eq. 25 of the cross-entropy Hessian of one DNC logit
+  column into e^a/(e^a+K-1)^2 rho'_c + (e^a+K-1)^-2 rho''_c, the lemma's right-hand side
+  K s_c s_c^T + S, and the fit curvature along a class-mean logit perturbation that the two give.
 """
 
 from __future__ import annotations
@@ -25,10 +33,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from scipy.optimize import brentq, minimize_scalar
 
-from ..structures import check_structure
-from ..validation import check_int, check_positive, check_sizes
+from ..structures import check_structure, simplex_matrix
+from ..validation import check_int, check_nonnegative, check_positive, check_sizes
 from .scales import (
     _root,
     _scales,
@@ -237,6 +246,40 @@ def branch_scale(structure: str, K: int, n: int, L: int, lam: float, branch: str
     return float(brentq(gap, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500))
 
 
+def threshold_scale(structure: str, K: int, L: int) -> float | None:
+    """alpha_c (``dnc_threshold_scale``) for "dnc", beta_c (``pair_threshold_scale``) for "pair"
+    (None at L = 1, where the pair point is a saddle at every scale). Chapter 6."""
+    _check_critical_structure(structure, K)
+    if structure == "dnc":
+        return dnc_threshold_scale(K, L)
+    return pair_threshold_scale(K, L) if L >= 2 else None
+
+
+def negative_count_bands(structure: str, K: int, n: int, L: int, scale: float) -> tuple:
+    """The numbers of negative Hessian eigenvalues chapter 6 measures at a critical point.
+
+    Read off the measurements (a conjecture of the book, checked there at every point of the grid
+    and at probes beside the fold and the threshold), for L >= 2, in the order they occur as the
+    scale grows along the stretch that contains ``scale``: below ``fold_scale`` (the small root)
+    (K(K-1)/2,) for DNC and (m(m+1)/2,) for the pair structure (m = K/2); between the fold and
+    ``threshold_scale`` (K(K-1)/2 - 1, K(K-3)/2) for DNC and (m(m-1)/2,) for the pair structure;
+    from the threshold on (0,). For L = 1 the DNC point has (0,); the pair point is a saddle,
+    and this returns None for it (the count is not predicted).
+    """
+    _check_critical_structure(structure, K)
+    check_sizes(K=K, n=n, L=L)
+    check_positive("scale", scale)
+    if L == 1:
+        return (0,) if structure == "dnc" else None
+    fold, threshold = fold_scale(structure, K, n, L), threshold_scale(structure, K, L)
+    m = K // 2
+    if scale < fold:
+        return (K * (K - 1) // 2,) if structure == "dnc" else (m * (m + 1) // 2,)
+    if scale >= threshold:
+        return (0,)
+    return (K * (K - 1) // 2 - 1, K * (K - 3) // 2) if structure == "dnc" else (m * (m - 1) // 2,)
+
+
 def dnc_threshold_scale(K: int, L: int) -> float:
     """alpha_c = K(L-1)/(L+1): the DNC scale above which the Hessian has no negative eigenvalue.
 
@@ -264,14 +307,24 @@ def pair_threshold_scale(K: int, L: int) -> float:
     return float(brentq(gap, 0.0, q * K / 2 + 1.0, xtol=1e-15))
 
 
-def inverse_scale_fit(scales, values, order: int = 2) -> np.ndarray:
+def inverse_scale_fit(scales, values, order: int = 2, limit: float | None = None) -> np.ndarray:
     """Coefficients c_0..c_order of the least-squares fit values ~ sum_k c_k scale^{-k}.
 
     Theorem 6's proof gives each Hessian norm as lam (a x const + const + O(1/a)) along the
     scale-divergent branch, so the ratio of two of them is c_0 + c_1/a + O(1/a^2): c_0 is the
-    limit. ``scales`` and ``values`` are 1-D of equal length, at least order + 1 points.
+    limit. ``scales`` and ``values`` are 1-D of equal length, at least order + 1 points. With
+    ``limit`` given, c_0 is fixed to it and only c_1..c_order are fitted (a hypothesis about the
+    limit, tested by the prediction of ``predict_inverse_scale`` beyond the data).
     """
     check_int("order", order, 0)
+    if limit is not None:
+        if order < 1:
+            raise ValueError(f"order={order} is not allowed with a fixed limit: must be >= 1")
+        shifted = np.asarray(values, dtype=np.float64) - float(limit)
+        inverse_scale_fit(scales, shifted, order)  # the same argument checks
+        design = np.vander(1.0 / np.asarray(scales, dtype=np.float64), order + 1, increasing=True)
+        tail = np.linalg.lstsq(design[:, 1:], shifted, rcond=None)[0]
+        return np.concatenate([[float(limit)], tail])
     a = np.asarray(scales, dtype=np.float64)
     y = np.asarray(values, dtype=np.float64)
     if a.ndim != 1 or a.shape != y.shape or a.size < order + 1:
@@ -290,3 +343,103 @@ def predict_inverse_scale(coefficients, scale) -> float:
     c = np.asarray(coefficients, dtype=np.float64)
     x = 1.0 / float(scale)
     return float(sum(ck * x**k for k, ck in enumerate(c)))
+
+
+def extrapolated_limit(scales, values, far_scale: float, order: int = 3) -> dict:
+    """The limit of a quantity measured along the scale-divergent branch (Theorem 6; chapter 6).
+
+    Fits ``inverse_scale_fit`` of ``order`` and of ``order`` - 1 to (scales, values) and returns
+    "limit" (c_0 of the higher order), "spread" (|change of c_0 when the top term is dropped|:
+    a truncation spread of the extrapolation, not a statistical error, as the data carry only
+    rounding noise), "predicted" (the higher-order fit at ``far_scale``, beyond the data) and
+    "predicted_one" (the prediction at ``far_scale`` of the same fit with c_0 fixed to 1, the
+    hypothesis that the limit is exactly 1).
+    """
+    check_int("order", order, 1)
+    check_positive("far_scale", far_scale)
+    high = inverse_scale_fit(scales, values, order)
+    low = inverse_scale_fit(scales, values, order - 1)
+    one = inverse_scale_fit(scales, values, order, limit=1.0)
+    return {
+        "limit": float(high[0]),
+        "spread": float(abs(high[0] - low[0])),
+        "predicted": predict_inverse_scale(high, far_scale),
+        "predicted_one": predict_inverse_scale(one, far_scale),
+    }
+
+
+def _check_class(K: int, c: int) -> None:
+    check_sizes(K=K)
+    check_int("c", c, 0)
+    if c >= K:
+        raise ValueError(f"c={c} is not allowed: a class index must be below K={K}")
+
+
+def dnc_softmax_split(K: int, c: int, alpha: float, dtype=torch.float64, device=None) -> tuple:
+    """The split (Eq. 25) of the softmax Hessian of one DNC logit column (Lemma 2, Thm 4(ii)).
+
+    At a DNC point the logits of a class-c sample are z = alpha s_c (s_c = column c of S), and
+    the Hessian of its cross-entropy -log softmax(z)_c with respect to z is
+    rho_c = diag(p) - p p^T, p = softmax(z): p_c = e^a / D, p_j = 1 / D (j != c),
+    D = e^a + K - 1. Entry by entry, rho_c = w1 rho'_c + w2 rho''_c with
+    w1 = e^a / D^2, w2 = 1 / D^2 and
+
+    - rho'_c: K - 1 at (c, c), -1 at (c, j) and (j, c), 1 at (j, j) for j != c, 0 elsewhere;
+    - rho''_c: (K - 1) I - 1 1^T on the K - 1 indices other than c, 0 on row and column c
+      (positive semi-definite: eigenvalues 0, 0 and K - 1 with multiplicity K - 2).
+
+    Returns (w1, rho'_c, w2, rho''_c): two floats (computed without overflow for any alpha) and
+    two K x K matrices built from the entries above. Chapter 6 measures rho_c by automatic
+    differentiation against w1 rho'_c + w2 rho''_c.
+    """
+    _check_class(K, c)
+    check_nonnegative("alpha", alpha)
+    others = torch.ones(K, dtype=dtype, device=device)
+    others[c] = 0.0
+    rho1 = torch.diag(others.clone())
+    rho1[c, c] = K - 1.0
+    rho1[c, :] -= others
+    rho1[:, c] -= others
+    rho2 = (K - 1.0) * torch.diag(others) - torch.outer(others, others)
+    q = (K - 1) * math.exp(-alpha)  # w1 = e^-a / (1 + q)^2, w2 = e^-2a / (1 + q)^2
+    return math.exp(-alpha) / (1 + q) ** 2, rho1, math.exp(-2 * alpha) / (1 + q) ** 2, rho2
+
+
+def lemma2_right_side(K: int, c: int, dtype=torch.float64, device=None) -> torch.Tensor:
+    """K s_c s_c^T + S (K x K), the right-hand side of Lemma 2: S rho'_c S = K s_c s_c^T + S.
+
+    S = I_K - (1/K) 1 1^T and s_c its column c. Chapter 6 compares S rho'_c S, with rho'_c from
+    ``dnc_softmax_split``, with this matrix, and uses it in ``lemma2_curvature``.
+    """
+    _check_class(K, c)
+    S = simplex_matrix(K, dtype=dtype, device=device)
+    return K * torch.outer(S[:, c], S[:, c]) + S
+
+
+def lemma2_curvature(Y: torch.Tensor, alpha: float) -> float:
+    """The fit term's curvature at a DNC point of scale alpha along a class-mean perturbation.
+
+    When the logits of every class-c sample move by t Y s_c (Y: K x K; s_c = column c of S), the
+    mean cross-entropy's second derivative in t is (1/K) sum_c (Y s_c)^T rho_c (Y s_c). The split
+    of ``dnc_softmax_split``, Lemma 2 (with rho'_c = S rho'_c S, as rho'_c 1 = 0) and
+    sum_c s_c s_c^T = S turn it into the closed form of the proof of Theorem 4(ii):
+
+        (1/K) [ w1 (K sum_c (s_c^T Y s_c)^2 + ||S Y S||_F^2) + w2 sum_c (Y s_c)^T rho''_c (Y s_c) ],
+
+    w1 = e^a/(e^a+K-1)^2, w2 = (e^a+K-1)^-2. Chapter 6 compares it with the Hessian of the full
+    loss along one weight matrix (where the output is linear, so only this term and lam remain).
+    """
+    if not isinstance(Y, torch.Tensor) or Y.dim() != 2 or Y.shape[0] != Y.shape[1]:
+        raise ValueError(
+            f"Y={getattr(Y, 'shape', Y)} is not allowed: must be a square K x K tensor"
+        )
+    K = Y.shape[0]
+    check_sizes(K=K)
+    check_nonnegative("alpha", alpha)
+    Y = Y.detach().double()
+    S = simplex_matrix(K, device=Y.device)
+    M = S @ Y @ S  # column c: S Y s_c; rho'_c and rho''_c annihilate 1, so only S Y s_c counts
+    w1, w2 = dnc_softmax_split(K, 0, alpha)[0::2]
+    psd = sum(float(M[:, c] @ dnc_softmax_split(K, c, alpha)[3] @ M[:, c]) for c in range(K))
+    first = K * float(torch.diagonal(M).pow(2).sum()) + float(torch.linalg.matrix_norm(M) ** 2)
+    return (w1 * first + w2 * psd) / K
