@@ -137,3 +137,17 @@ def test_mixture_partition_needs_strong_partners_and_two_simplex_classes():
 def test_mixture_components_must_cover_every_class_once():
     with pytest.raises(ValueError, match="must name every class 0..5 exactly once"):
         mixture_components(6, [0, 1, 2], [(3, 3), (4, 5)])
+
+
+def test_dnc_distance_and_training_accuracy_of_constructed_logits():
+    from dufm.metrics import dnc_distance, training_accuracy
+
+    K, n = 5, 3
+    assert dnc_distance(dnc_logits(K, n, 2.0)) < 1e-15
+    pair = pair_logits(K, n, 2.0)
+    assert classify_structure(pair).name == "pair" and dnc_distance(pair) > 0.1
+    assert training_accuracy(pair) == 1.0
+    swapped = dnc_logits(K, n, 2.0)[[1, 0, 2, 3, 4]]  # classes 1 and 2 swap their logits
+    assert training_accuracy(swapped) == 1 - 2 / K
+    zero = dnc_distance(torch.zeros(K, K * n, dtype=torch.float64))
+    assert zero != zero  # nan: Z = 0 has no direction
