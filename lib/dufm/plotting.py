@@ -130,8 +130,8 @@ def grouped_loss_curves(ax, steps, losses, groups, references: dict | None = Non
 
     ``losses`` (R, T) recorded at ``steps``; ``groups`` R labels (runs with the same label share
     a colour and a legend entry, which gives the group's size); ``references`` maps a label to a
-    loss drawn as a black horizontal line (dashed, dotted, dash-dotted). Text at 9 pt, so that
-    the legend reads at the width of the book's content column.
+    loss drawn as a black horizontal line (dashed, dotted, dash-dotted). The legend sits below
+    the axes, in text at 9 pt, so that it reads at the width of the book's content column.
     """
     losses = torch.as_tensor(losses).double().cpu().numpy()
     names = list(dict.fromkeys(groups))
@@ -145,7 +145,7 @@ def grouped_loss_curves(ax, steps, losses, groups, references: dict | None = Non
         ax.axhline(value, color="k", linestyle=style, linewidth=1.2, label=label)
     ax.set_xlabel("gradient-descent step")
     ax.set_ylabel("loss")
-    ax.legend(fontsize=9, ncols=2)
+    ax.legend(fontsize=9, ncols=2, loc="upper center", bbox_to_anchor=(0.5, -0.17))
 
 
 def layer_singular_values(ax, matrices, names, count: int, floor: float = 1e-17) -> None:
