@@ -163,3 +163,28 @@ def test_lemma1_runs_measure_a_settled_run_as_balanced_dnc_and_a_fresh_one_as_no
         assert row["structure"].name == "dnc" and row["identity"] < 1e-10
     for row in lemma1_runs(fresh, lam, starts):
         assert row["grad"] > 1e-3 and row["excess"] > 1e-3
+
+
+def test_loss_settled_reads_the_movement_over_the_last_tenth_of_training():
+    from dufm.checks import loss_settled, loss_tail_change
+
+    steps = np.arange(0, 10001, 500)  # 21 recorded points: the last tenth spans 2 intervals
+    flat = 0.2 + np.exp(-steps / 500.0)  # moved by about 2e-8 relative at the end
+    falling = 0.2 + 0.01 * (1 - steps / 10000.0)  # still falls linearly
+    losses = np.stack([flat, falling])
+    change = loss_tail_change(losses, steps)
+    assert change[0] < 1e-7 and np.isclose(change[1], 0.001 / 0.2, rtol=1e-12)
+    assert loss_settled(losses, 1e-4, steps).tolist() == [True, False]
+    # An oscillation is caught by the range over the window, not by the two ends alone.
+    wobble = np.full(21, 0.2)
+    wobble[-2] = 0.21
+    assert loss_tail_change(wobble) > 0.04 and not loss_settled(wobble, 1e-4)
+    nan = flat.copy()
+    nan[-1] = np.nan
+    assert np.isnan(loss_tail_change(nan)) and not loss_settled(nan, 1.0)
+    with pytest.raises(ValueError, match="tail=0"):
+        loss_tail_change(losses, tail=0)
+    with pytest.raises(ValueError, match="tol=0"):
+        loss_settled(losses, 0)
+    with pytest.raises(ValueError, match="steps has 3 values"):
+        loss_tail_change(losses, [0, 1, 2])

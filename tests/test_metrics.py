@@ -389,3 +389,17 @@ def test_field_metrics_reject_bad_labels_and_shapes_by_name():
     H_nan[0, 0] = np.nan
     with pytest.raises(ValueError, match="H is not allowed: 1 of its 84 entries are NaN"):
         field_metrics(H_nan, labels)
+
+
+def test_dnc_distance_and_training_accuracy_of_constructed_logits():
+    from dufm.metrics import dnc_distance, training_accuracy
+
+    K, n = 5, 3
+    assert dnc_distance(dnc_logits(K, n, 2.0)) < 1e-15
+    pair = pair_logits(K, n, 2.0)
+    assert classify_structure(pair).name == "pair" and dnc_distance(pair) > 0.1
+    assert training_accuracy(pair) == 1.0
+    swapped = dnc_logits(K, n, 2.0)[[1, 0, 2, 3, 4]]  # classes 1 and 2 swap their logits
+    assert training_accuracy(swapped) == 1 - 2 / K
+    zero = dnc_distance(torch.zeros(K, K * n, dtype=torch.float64))
+    assert zero != zero  # nan: Z = 0 has no direction

@@ -2,6 +2,7 @@
 ReLU training step (through ``dufm.trainer.train``)."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +27,15 @@ from dufm.theory import (
     theorem7_construction_wins,
     theorem7_maps,
     theorem7_stated_region,
+)
+from dufm.theory.relu import (
+    CHAPTER_PARAMETERS,
+    check_chapter_parameters,
+    dnc_point_summary,
+    figure6_verdict,
+    relu_clipping,
+    relu_dnc_point,
+    relu_run_summary,
 )
 from dufm.trainer import train
 
@@ -241,3 +251,164 @@ def test_batched_relu_runs_equal_the_same_runs_trained_one_at_a_time():
         torch.testing.assert_close(batched.losses[i], alone.losses[0], rtol=1e-12, atol=0)
         for P, Q in zip(batched.run_params(i), alone.run_params(0), strict=True):
             torch.testing.assert_close(P, Q, rtol=1e-10, atol=1e-13)
+
+
+def _eye(k):
+    return torch.eye(k, dtype=torch.float64)
+
+
+def _two_layer_point(M):
+    """[H_1, W_1, W_2] with class means M (K x K) in H_1, W_1 = I and the centred W_2 = I - J/K,
+    so that H_2 = H_1 and Z = (I - J/K) relu(M) kron 1_n^T: a ReLU DNC point when M is of the
+    form a I + b 1 1^T."""
+    K = M.shape[0]
+    return [expand_classes(M, 2), _eye(K), _eye(K) - torch.ones(K, K, dtype=torch.float64) / K]
+
+
+def test_relu_clipping_is_the_fraction_of_the_layer_that_relu_removes():
+    K = 4
+    M = torch.full((K, K), -1.0, dtype=torch.float64) + 3 * _eye(K)  # diagonal 2, off -1
+    removed = math.sqrt(K * (K - 1) * 1.0) / math.sqrt(K * 4.0 + K * (K - 1))
+    assert math.isclose(relu_clipping(_two_layer_point(M))[0], removed, rel_tol=1e-14)
+    params = construction_params(10, 3, 4, 12, 0.8)  # ReLU does nothing on the construction
+    assert max(relu_clipping(params)) < 1e-14 and len(relu_clipping(params)) == 3
+
+
+def test_relu_dnc_point_reads_assumption1_only_where_relu_clips():
+    K, a, lam = 3, 1.0, 0.01
+    tol = dict(clip_rtol=1e-2, assumption_tol=1e-9)
+    ones = torch.ones(K, K, dtype=torch.float64)
+    # Positive means: ReLU clips nothing, the two ratios are equal, nothing is tested.
+    calm = relu_dnc_point(_two_layer_point(a * _eye(K) + 2 * ones), lam, **tol)
+    assert calm["clip"] == [0.0] and calm["clipped"] == [False]
+    assert calm["assumption_clipped"] is None and calm["assumption"] and calm["shrinks"]
+    # b = -0.9: ReLU keeps (a + b) I, the ratio falls from |a + bK| / (a sqrt(K-1)) to
+    # 1 / sqrt(K-1): Assumption 1 fails where ReLU clips, yet t = (a + b) / a <= 1.
+    b = -0.9
+    point = relu_dnc_point(_two_layer_point(a * _eye(K) + b * ones), lam, **tol)
+    assert point["clipped"] == [True] and point["assumption_clipped"] is False
+    assert math.isclose(point["before"][0], abs(a + b * K) / (a * math.sqrt(K - 1)), rel_tol=1e-12)
+    assert math.isclose(point["after"][0], 1 / math.sqrt(K - 1), rel_tol=1e-12)
+    assert math.isclose(point["shrink"][0], (a + b) / a, rel_tol=1e-12) and point["shrinks"]
+    assert point["residual"] < 1e-12 and point["alpha"] > 0
+    assert point["loss"] >= point["linear_dnc_loss"]  # the proof's inequality at its own alpha
+    # The simplex itself (b = -a/K): ratio 0 before, 1/sqrt(K-1) after: Assumption 1 holds.
+    simplex = relu_dnc_point(_two_layer_point(a * _eye(K) - a / K * ones), lam, **tol)
+    assert simplex["clipped"] == [True] and simplex["assumption_clipped"] is True
+
+
+def test_relu_dnc_point_measures_a_class_symmetric_point_as_dnc_with_a_gradient():
+    params = symmetric_params(5, 2, 3, 2, seed=1, scale=0.5)
+    point = relu_dnc_point(params, LAM, clip_rtol=1e-2, assumption_tol=1e-9)
+    assert point["residual"] < 1e-12 and point["dnc1"] < 1e-20
+    assert len(point["clip"]) == len(point["before"]) == 2
+    assert point["grad"] > 1e-3  # a random start is no critical point
+    assert math.isclose(point["loss"], full_loss(params, LAM, activation="relu"), rel_tol=1e-15)
+
+
+def test_relu_run_summary_recognises_the_construction_and_its_low_ranks():
+    K, n, L = 10, 3, 3
+    psi = construction_psi(K, n, L, 6.0)
+    summary = relu_run_summary(construction_params(K, n, L, 14, psi), 1e-3, 1e-2)
+    assert summary["structure"] == "pair" and summary["construction"]
+    assert not summary["relu_active"] and summary["accuracy"] == 1.0 and not summary["zero"]
+    # H_1, H_2 (and H_3) = phi (Xbar + Ybar): rank K/2 + 1 = 6; Z = gamma Xbar: rank 5.
+    assert summary["feature_ranks"] == [6, 6, 6] and summary["z_rank"] == 5
+    assert summary["low_rank"] == [True] * 4 and summary["dnc_distance"] > 0.5
+    # One weight shifted: ReLU now clips H_3, the output is no longer the pair structure.
+    perturbed = construction_params(K, n, L, 14, psi)
+    perturbed[2][0, 1] -= 0.5
+    moved = relu_run_summary(perturbed, 1e-3, 1e-2)
+    assert moved["relu_active"] and not moved["construction"]
+
+
+def test_relu_run_summary_of_a_dnc_point_and_of_the_zero_point():
+    params = symmetric_params(6, 2, 2, 2, seed=0, scale=1.0)
+    if relu_dnc_point(params, LAM, 1e-2, 0.0)["alpha"] < 0:
+        params[-1] = -params[-1]  # Z = alpha S with alpha > 0
+    summary = relu_run_summary(params, 1e-3, 1e-2)
+    assert summary["structure"] == "dnc" and summary["dnc_distance"] < 1e-12
+    assert summary["z_rank"] == 5 and not summary["low_rank"][-1]
+    zero = relu_run_summary([P * 0 for P in params], 1e-3, 1e-2)
+    assert zero["zero"] and zero["structure"] == "zero"
+
+
+def _run(final, settled=True, accuracy=1.0, low=(True, True, True, False), zero=False):
+    return {"final": final, "settled": settled, "accuracy": accuracy, "low_rank": list(low),
+            "zero": zero}  # fmt: skip
+
+
+def test_figure6_verdict_needs_a_settled_live_low_rank_run_below_the_bound():
+    bound = 0.147
+    assert figure6_verdict([_run(0.141), _run(0.16)], bound) == "reproduced"
+    # A plateau run (a class not separated) below the bound does not count, nor a zero run.
+    stuck = _run(0.1, accuracy=0.8)
+    assert figure6_verdict([stuck, _run(0.16), _run(2.3, zero=True)], bound) == "not reproduced"
+    # Below the bound but with a feature matrix of DNC's rank: the claim's low rank is missing.
+    full = _run(0.141, low=(True, False, True, False))
+    assert figure6_verdict([full], bound) == "not reproduced"
+    # A run still moving could settle into the claim: no verdict is drawn.
+    assert figure6_verdict([_run(0.16), _run(0.15, settled=False)], bound) == "not settled"
+    assert figure6_verdict([_run(0.141), _run(0.15, settled=False)], bound) == "reproduced"
+
+
+def _chapter_defaults():
+    import jupytext
+
+    nb = jupytext.read(Path(__file__).parents[1] / "chapters" / "08_relu.md")
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    values = {}
+    exec(cell.source, values)  # the cell holds literals only
+    return {k: v for k, v in values.items() if k in CHAPTER_PARAMETERS}
+
+
+@pytest.mark.parametrize("name", ["book", "ci", "paper"])
+def test_every_parameter_set_of_chapter_8_passes_its_check(name):
+    from dufm.book import parameter_set
+
+    values = _chapter_defaults() | parameter_set(
+        Path(__file__).parents[1] / "chapters" / "08_relu.md", name
+    )
+    assert set(values) == set(CHAPTER_PARAMETERS)
+    check_chapter_parameters(values)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"activation": "linear"}, "activation='linear'"),
+        ({"L": 1}, "L=1"),
+        ({"d": 75}, "d=75"),
+        ({"dnc_early_steps": 500, "dnc_steps": 500}, "dnc_early_steps=500"),
+        ({"init_scales": [0.1]}, "init_scales has 1 entries"),
+        ({"check_Ks": [10, 12]}, "check_Ks="),
+        ({"clip_rtol": 0}, "clip_rtol=0"),
+        ({"seeds": [0, -1, 2, 0, 1, 2, 0, 1]}, r"seeds\[1\]=-1"),
+        ({"init": "uniform"}, "init='uniform'"),
+        ({"device": "tpu"}, "device='tpu'"),
+    ],
+)
+def test_chapter_parameter_check_names_the_bad_parameter(change, message):
+    values = _chapter_defaults() | change
+    with pytest.raises(ValueError, match=message):
+        check_chapter_parameters(values)
+    missing = {k: v for k, v in _chapter_defaults().items() if k != "settle_rtol"}
+    with pytest.raises(ValueError, match="settle_rtol"):
+        check_chapter_parameters(missing)
+
+
+def test_dnc_point_summary_counts_clipped_failed_and_settled_points():
+    K, lam, tol = 3, 0.01, dict(clip_rtol=1e-2, assumption_tol=1e-9)
+    ones = torch.ones(K, K, dtype=torch.float64)
+    calm = relu_dnc_point(_two_layer_point(_eye(K) + 2 * ones), lam, **tol)
+    failing = relu_dnc_point(_two_layer_point(_eye(K) - 0.9 * ones), lam, **tol)
+    zero = relu_dnc_point(_two_layer_point(0 * ones), lam, **tol)
+    end = [calm | {"settled": True}, failing | {"settled": False}, zero | {"settled": True}]
+    summary = dnc_point_summary([calm, failing, zero], end)
+    assert len(summary["mid"]) == 2 and len(summary["nonzero"]) == 4  # the zero point is out
+    assert summary["mid_clipped"] == [failing] and summary["mid_failed"] == [failing]
+    assert summary["largest_drop"] == (failing["before"][0], failing["after"][0])
+    assert summary["settled"] == [end[0]] and summary["moving"] == [end[1]]
+    assert summary["settled_clipped"] == [] and len(summary["shrinking"]) == 4
+    assert len(summary["assumed"]) == 2  # the failing point twice out of four
+    assert dnc_point_summary([calm], [calm | {"settled": True}])["largest_drop"] is None

@@ -330,3 +330,51 @@ def check_balance_recursion(params: list, lam: float, lr: float, tol: float = 1e
         scale = torch.linalg.matrix_norm(params[lo] @ params[lo].T)
         worst = max(worst, float(torch.linalg.matrix_norm(measured - predicted) / scale))
     return _require(worst, tol, "one-step update of the imbalance against Eq. (balance-decay)")
+
+
+def loss_tail_change(losses, steps=None, tail: float = 0.1):
+    """How much each run's loss still moves at the end of training (settling; chapters 8 and 9).
+
+    ``losses``: (R, T) or (T,) losses recorded at ``steps`` (T increasing steps; default evenly
+    spaced). The tail window holds the recorded points at or after step
+    ``steps[-1] - tail * (steps[-1] - steps[0])``, and at least the last two. Returns
+    (max - min over the window) / |final loss| per run: shape (R,), a float for 1-D ``losses``;
+    nan where a loss in the window is not finite (or the final loss is zero).
+    """
+    if not (isinstance(tail, int | float) and not isinstance(tail, bool) and 0 < tail <= 1):
+        raise ValueError(f"tail={tail!r} is not allowed: must be a fraction in (0, 1]")
+    values = np.asarray(torch.as_tensor(losses, dtype=torch.float64).cpu())
+    single = values.ndim == 1
+    values = np.atleast_2d(values)
+    if values.ndim != 2 or values.shape[1] < 2:
+        raise ValueError(
+            f"losses has shape {tuple(values.shape)}: it must be (R, T) or (T,) with T >= 2"
+        )
+    T = values.shape[1]
+    steps = np.arange(T, dtype=np.float64) if steps is None else np.asarray(steps, np.float64)
+    if steps.shape != (T,) or not (np.diff(steps) > 0).all():
+        raise ValueError(f"steps has {steps.size} values: need {T} increasing recorded steps")
+    start = steps[-1] - tail * (steps[-1] - steps[0])
+    first = min(int(np.searchsorted(steps, start - 1e-9 * abs(steps[-1]))), T - 2)
+    window = values[:, first:]
+    final = np.abs(window[:, -1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        change = (window.max(axis=1) - window.min(axis=1)) / final
+    change[~np.isfinite(window).all(axis=1) | (final == 0)] = np.nan
+    return float(change[0]) if single else change
+
+
+def loss_settled(losses, tol: float, steps=None, tail: float = 0.1):
+    """Whether each run has settled: its loss moved by at most ``tol`` (relative to its final
+    value) over the last ``tail`` of training (``loss_tail_change``; nan is not settled).
+
+    A verdict drawn from training runs needs them settled (``dufm.scorecard.record``: facts
+    "settled"); chapter 8 applies it to the ReLU runs of Figure 6 and the class-symmetric runs.
+    Returns a bool array (R,), or a bool for 1-D ``losses``.
+    """
+    if not (isinstance(tol, int | float) and not isinstance(tol, bool) and tol > 0):
+        raise ValueError(f"tol={tol!r} is not allowed: must be a number > 0")
+    change = loss_tail_change(losses, steps, tail)
+    if isinstance(change, float):
+        return bool(change <= tol)
+    return np.asarray(change <= tol)

@@ -437,3 +437,25 @@ def field_metrics(H, labels, W=None, Z=None) -> dict:
     if Z is not None:
         out["ncc_mismatch"] = ncc_mismatch(H, labels, Z)
     return out
+
+
+def dnc_distance(Z: torch.Tensor) -> float:
+    """Distance of a logit matrix Z (K x Kn) from DNC: || Z/||Z|| - S/||S|| ||_F with S the
+    simplex logits S kron 1_n^T (Definition 2); 0 at DNC, nan for Z = 0. The number
+    ``classify_structure`` compares with its tolerance for "dnc", for any structure (chapter 8's
+    Figure-6 table)."""
+    K, n = check_logits(Z)
+    Z = Z.double()
+    if not torch.linalg.matrix_norm(Z) > 0:
+        return float("nan")
+    return _normalised_distance(Z, expand_classes(simplex_matrix(K, device=Z.device), n))
+
+
+def training_accuracy(Z: torch.Tensor) -> float:
+    """Fraction of the Kn samples (class-ordered columns of Z, K x Kn) whose largest logit is
+    their own class's. Below 1 a run has not separated every class (chapter 8: a run stuck on a
+    plateau of the fit)."""
+    from .losses import class_labels
+
+    K, n = check_logits(Z)
+    return float((Z.argmax(dim=0) == class_labels(K, n, Z.device)).double().mean())

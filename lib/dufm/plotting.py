@@ -123,3 +123,39 @@ def _count_label(ax, text: str, xy, color) -> None:
     ax.annotate(
         text, xy, textcoords="offset points", xytext=(5, 3), fontsize="x-small", color=color
     )
+
+
+def grouped_loss_curves(ax, steps, losses, groups, references: dict | None = None) -> None:
+    """Loss curves coloured by group, one legend entry per group (chapter 8's Figure 6).
+
+    ``losses`` (R, T) recorded at ``steps``; ``groups`` R labels (runs with the same label share
+    a colour and a legend entry, which gives the group's size); ``references`` maps a label to a
+    loss drawn as a black horizontal line (dashed, dotted, dash-dotted). The legend sits below
+    the axes, in text at 9 pt, so that it reads at the width of the book's content column.
+    """
+    losses = torch.as_tensor(losses).double().cpu().numpy()
+    names = list(dict.fromkeys(groups))
+    for k, name in enumerate(names):
+        rows = [row for row, group in zip(losses, groups, strict=True) if group == name]
+        colour = f"C{k}" if not name.startswith("stuck") else "0.55"
+        for j, row in enumerate(rows):
+            label = f"{name} ({len(rows)} run{'s' * (len(rows) != 1)})" if j == 0 else None
+            ax.plot(steps, row, color=colour, linewidth=1.2, alpha=0.85, label=label)
+    for (label, value), style in zip((references or {}).items(), ("--", ":", "-."), strict=False):
+        ax.axhline(value, color="k", linestyle=style, linewidth=1.2, label=label)
+    ax.set_xlabel("gradient-descent step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=9, ncols=2, loc="upper center", bbox_to_anchor=(0.5, -0.17))
+
+
+def layer_singular_values(ax, matrices, names, count: int, floor: float = 1e-17) -> None:
+    """The largest ``count`` singular values of each matrix, one line per matrix, on a log scale
+    (chapter 8: the feature matrices H_1, ..., H_L and Z of a Figure-6 run); exact zeros are
+    drawn at ``floor``. Legend at 9 pt."""
+    for name, M in zip(names, matrices, strict=True):
+        sv = torch.linalg.svdvals(M.double()).cpu().numpy()[:count]
+        ax.semilogy(np.arange(1, len(sv) + 1), np.maximum(sv, floor), "o-", ms=4, label=name)
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.set_xlabel("index i")
+    ax.set_ylabel("singular value $s_i$")
+    ax.legend(fontsize=9)

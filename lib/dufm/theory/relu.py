@@ -22,7 +22,12 @@ Public names: ``theorem7_construction_wins`` (the equal-scale condition), the st
 (float64, in the style of ``optimal_scale``), ``construction_measurements`` and
 ``check_construction`` (the four checks with the real ReLU forward pass),
 ``theorem7_maps`` (the region tables) and ``symmetric_params`` (class-permutation-symmetric
-parameters, whose gradient descent stays on ReLU DNC points). Chapter 8 uses all of them.
+parameters, whose gradient descent stays on ReLU DNC points). What ReLU does at a point:
+``relu_clipping`` (the fraction of each layer that ReLU removes), ``relu_dnc_point`` (the
+measurements at a ReLU DNC point: DNC residuals, Assumption 1 where ReLU clips, the proof's
+t_l, the loss against the linear DNC loss), ``relu_run_summary`` (a Figure-6 run: structure,
+distance from DNC, ranks per layer, ReLU activity) and ``figure6_verdict``;
+``check_chapter_parameters`` checks chapter 8's parameters. Chapter 8 uses all of them.
 """
 
 from __future__ import annotations
@@ -35,9 +40,30 @@ import torch
 
 from ..checks import CheckFailed
 from ..losses import forward, full_loss
-from ..structures import expand_classes, pair_matrix
-from ..validation import check_int, check_nonnegative, check_positive, check_sizes
-from .scales import _minimise_over_scale, optimal_scale
+from ..metrics import (
+    assumption1_ratios,
+    classify_structure,
+    critical_point_residual,
+    dnc_distance,
+    dnc_metrics,
+    numerical_rank,
+    training_accuracy,
+)
+from ..structures import expand_classes, pair_matrix, simplex_matrix
+from ..validation import (
+    check_activation,
+    check_choice,
+    check_device,
+    check_dtype,
+    check_each,
+    check_int,
+    check_int_list,
+    check_nonnegative,
+    check_number_list,
+    check_positive,
+    check_sizes,
+)
+from .scales import _minimise_over_scale, optimal_scale, structure_loss
 
 DTYPE = torch.float64
 
@@ -346,3 +372,242 @@ def symmetric_params(
     WL = block_matrix(1, copies)
     WL = WL - WL.mean(dim=0, keepdim=True)
     return [P.to(dtype=dtype, device=device) for P in [H1, *Ws, WL]]
+
+
+# ----------------------------------------------------------------------------------------------
+# What ReLU does at a point, measured (chapter 8: ReLU DNC points and the runs of Figure 6)
+# ----------------------------------------------------------------------------------------------
+
+
+def relu_clipping(params: list) -> list:
+    """How much ReLU changes each of its layers: ||H_l - relu(H_l)||_F / ||H_l||_F, l = 2..L.
+
+    ``params`` = [H_1, W_1, ..., W_L] (one run); returns L-1 floats in [0, 1] (0: no entry is
+    negative, ReLU is the identity on the layer; nan for H_l = 0). A layer that ReLU changes by
+    less than a small fraction behaves as in the linear model: Assumption 1's two ratios then
+    differ by at most about that fraction (chapter 8 states its threshold ``clip_rtol``).
+    """
+    _check_relu_depth(len(params) - 1)
+    out = []
+    for H in forward(params, "relu")[1:-1]:
+        norm = torch.linalg.matrix_norm(H.double())
+        removed = torch.linalg.matrix_norm((H - torch.relu(H)).double())
+        out.append(float(removed / norm) if norm > 0 else float("nan"))
+    return out
+
+
+def relu_dnc_point(params: list, lam: float, clip_rtol: float, assumption_tol: float) -> dict:
+    """Chapter 8's measurements at a ReLU DNC point (a class-symmetric run's parameters).
+
+    ``params`` = [H_1, W_1, ..., W_L] (float64, one run; shapes as ``symmetric_params``).
+    Returns a dict:
+
+    - ``alpha``: the scale of Z projected on S kron 1_n^T; ``z_residual``: ||Z - alpha S||/||Z||;
+      ``dnc1``, ``dnc2`` (before and after every ReLU), ``dnc3``: the largest over the layers,
+      and ``residual`` = max(z_residual, dnc1, dnc2) (Definition 5 without DNC3);
+    - ``before``, ``after``, ``shrink``: ``metrics.assumption1_ratios`` (rho before and after
+      ReLU and t_l = ||C_after|| / ||C_before||, l = 2..L);
+    - ``clip``: ``relu_clipping``; ``clipped``: per layer, clip > ``clip_rtol`` (ReLU changes it);
+    - ``holds``: per layer, after >= before - ``assumption_tol``; ``assumption``: in every layer;
+      ``assumption_clipped``: in every clipped layer, None where ReLU clips no layer (there the
+      comparison says nothing about ReLU);
+    - ``shrinks``: t_l <= 1 + ``assumption_tol`` in every layer (what the proof's bound uses);
+    - ``loss`` (full ReLU loss), ``linear_dnc_loss`` (the linear DNC reduced loss at this alpha,
+      which the proof puts below the loss when ``shrinks``), ``grad``
+      (``metrics.critical_point_residual``: 0 at a critical point).
+    """
+    check_positive("lam", lam)
+    check_positive("clip_rtol", clip_rtol)
+    check_nonnegative("assumption_tol", assumption_tol)
+    K, N = params[-1].shape[0], params[0].shape[1]
+    n, L = N // K, len(params) - 1
+    _check_relu_depth(L)
+    Z = forward(params, "relu")[-1].double()
+    S = expand_classes(simplex_matrix(K), n)
+    alpha = float((Z * S).sum() / (S * S).sum())
+    z_norm = torch.linalg.matrix_norm(Z)
+    z_residual = float(torch.linalg.matrix_norm(Z - alpha * S) / z_norm) if z_norm > 0 else 0.0
+    ratios = assumption1_ratios(params)
+    metrics = dnc_metrics(params, "relu")
+    clip = relu_clipping(params)
+    clipped = [bool(c > clip_rtol) for c in clip]
+    pairs = zip(ratios["after"], ratios["before"], strict=True)
+    holds = [bool(a >= b - assumption_tol) for a, b in pairs]
+    where = [h for h, c in zip(holds, clipped, strict=True) if c]
+    dnc2 = max(ratios["dnc2_before"] + ratios["dnc2_after"])
+    return {
+        "alpha": alpha,
+        "z_residual": z_residual,
+        "dnc1": max(metrics["DNC1"]),
+        "dnc2": dnc2,
+        "dnc3": max(metrics["DNC3"]),
+        "residual": max(z_residual, max(metrics["DNC1"]), dnc2),
+        "before": ratios["before"],
+        "after": ratios["after"],
+        "shrink": ratios["centred_shrink"],
+        "clip": clip,
+        "clipped": clipped,
+        "holds": holds,
+        "assumption": all(holds),
+        "assumption_clipped": all(where) if where else None,
+        "shrinks": all(t <= 1.0 + assumption_tol for t in ratios["centred_shrink"]),
+        "loss": full_loss(params, lam, activation="relu"),
+        "linear_dnc_loss": structure_loss("dnc", K, n, L, lam, max(alpha, 0.0)),
+        "grad": critical_point_residual(params, lam, "relu"),
+    }
+
+
+def relu_run_summary(params: list, rank_rtol: float, clip_rtol: float) -> dict:
+    """What a gradient-descent run of the deep ReLU UFM ended in (chapter 8, Figure 6's table).
+
+    ``params`` = [H_1, W_1, ..., W_L] (one run; H_1 (d, Kn), W_L (K, d)). Returns a dict:
+    ``structure`` and ``dnc_distance`` (``metrics.classify_structure`` and ``metrics.dnc_distance``
+    of Z), ``z_rank`` and ``feature_ranks`` (``metrics.numerical_rank`` at ``rank_rtol`` of Z and
+    of the feature matrices H_1, ..., H_L, before ReLU), ``relu_ranks`` (of relu(H_2), ...,
+    relu(H_L)), ``low_rank`` (per matrix H_1, ..., H_L, Z: rank below K - 1, the rank of DNC's
+    centred means, which every layer of a DNC point has at least), ``clip``
+    (``relu_clipping``), ``relu_active`` (some layer clipped by more than ``clip_rtol``),
+    ``accuracy`` (``metrics.training_accuracy`` of Z; below 1 some class is not yet separated),
+    ``zero`` (||Z|| < 1e-8) and ``construction`` (the pair structure with ReLU clipping no layer
+    by more than ``clip_rtol``: the theorem's construction up to that tolerance).
+    """
+    check_positive("rank_rtol", rank_rtol)
+    check_positive("clip_rtol", clip_rtol)
+    _check_relu_depth(len(params) - 1)
+    feats = forward(params, "relu")
+    Z = feats[-1].double()
+    K = Z.shape[0]
+    zero = bool(torch.linalg.matrix_norm(Z) < 1e-8)
+    structure = classify_structure(Z).name
+    feature_ranks = [numerical_rank(H, rank_rtol) for H in feats[:-1]]
+    z_rank = numerical_rank(Z, rank_rtol)
+    clip = relu_clipping(params)
+    active = any(c > clip_rtol for c in clip)
+    return {
+        "structure": structure,
+        "dnc_distance": float("nan") if zero else dnc_distance(Z),
+        "z_rank": z_rank,
+        "feature_ranks": feature_ranks,
+        "relu_ranks": [numerical_rank(torch.relu(H), rank_rtol) for H in feats[1:-1]],
+        "low_rank": [r < K - 1 for r in feature_ranks + [z_rank]],
+        "clip": clip,
+        "relu_active": active,
+        "accuracy": training_accuracy(Z),
+        "zero": zero,
+        "construction": structure == "pair" and not active,
+    }
+
+
+def figure6_verdict(runs: Sequence[dict], dnc_bound: float) -> str:
+    """Figure 6's verdict from its runs: gradient descent finds a low-rank solution below the
+    DNC bound.
+
+    Each run is a ``relu_run_summary`` with ``final`` (its last loss) and ``settled``
+    (``dufm.checks.loss_settled``). A run is live when it is nonzero and separates every class
+    (accuracy 1; a run that does not is stuck on a plateau). "reproduced" when a settled live
+    run ends below ``dnc_bound`` with every feature matrix H_1, ..., H_L of rank below K - 1;
+    otherwise "not settled" while a nonzero run still moves, else "not reproduced".
+    """
+    live = [r for r in runs if not r["zero"] and r["accuracy"] == 1.0]
+    if any(r["settled"] and r["final"] < dnc_bound and all(r["low_rank"][:-1]) for r in live):
+        return "reproduced"
+    if any(not r["zero"] and not r["settled"] for r in runs):
+        return "not settled"
+    return "not reproduced"
+
+
+CHAPTER_PARAMETERS = (
+    "K", "n", "L", "d", "lam", "lr", "activation", "steps", "init", "init_scales", "seeds",
+    "record_every", "dnc_seeds", "dnc_init_scale", "dnc_early_steps", "dnc_steps", "check_Ks",
+    "check_Ls", "region_K_max", "region_L_max", "construction_tol", "dnc_rtol", "assumption_tol",
+    "rank_rtol", "clip_rtol", "settle_rtol", "torch_threads", "device", "dtype",
+)  # fmt: skip
+
+
+def check_chapter_parameters(values) -> None:
+    """Check chapter 8's parameters (its ``parameters`` cell) by their own names.
+
+    ``values`` is a mapping holding every name of ``CHAPTER_PARAMETERS`` (e.g. the notebook's
+    ``globals()``). A bad value raises ``ValueError`` naming the parameter, its value and what is
+    allowed; a missing name is an error too. Nothing is computed before this passes.
+    """
+    missing = [name for name in CHAPTER_PARAMETERS if name not in values]
+    if missing:
+        raise ValueError(f"chapter 8's parameters {missing} are missing: give every one")
+    v = {name: values[name] for name in CHAPTER_PARAMETERS}
+    check_sizes(K=v["K"], n=v["n"], d=v["d"])
+    _check_relu_depth(v["L"])  # Theorem 7 needs a ReLU layer: L >= 2
+    check_each(check_positive, lam=v["lam"], lr=v["lr"], dnc_init_scale=v["dnc_init_scale"])
+    if check_activation(v["activation"]) != "relu":
+        raise ValueError(f"activation={v['activation']!r} is not allowed: chapter 8 needs 'relu'")
+    check_choice("init", v["init"], ("normal", "fan_in"))
+    check_each(check_int, 1, steps=v["steps"], record_every=v["record_every"])
+    check_each(check_int, 1, dnc_steps=v["dnc_steps"], torch_threads=v["torch_threads"])
+    check_int("dnc_early_steps", v["dnc_early_steps"], 1)
+    if v["dnc_early_steps"] >= v["dnc_steps"]:
+        raise ValueError(
+            f"dnc_early_steps={v['dnc_early_steps']!r} is not allowed: must be below "
+            f"dnc_steps={v['dnc_steps']!r} (the runs are measured there and at the end)"
+        )
+    scales = check_number_list("init_scales", v["init_scales"], positive=True)
+    seeds = check_int_list("seeds", v["seeds"], 0)
+    if len(scales) != len(seeds):
+        raise ValueError(
+            f"init_scales has {len(scales)} entries and seeds {len(seeds)}: "
+            "give one init scale per seed"
+        )
+    check_int_list("dnc_seeds", v["dnc_seeds"], 0)
+    if v["d"] % v["K"]:
+        raise ValueError(
+            f"d={v['d']!r} is not allowed: the class-symmetric starts need a multiple of "
+            f"K={v['K']!r}"
+        )
+    Ks = check_int_list("check_Ks", v["check_Ks"], 2)
+    if len({K % 2 for K in Ks}) < 2:
+        raise ValueError(f"check_Ks={Ks!r} is not allowed: give at least one even and one odd K")
+    check_int_list("check_Ls", v["check_Ls"], 2)
+    check_int("region_K_max", v["region_K_max"], 4)
+    check_int("region_L_max", v["region_L_max"], 2)
+    tolerances = ("construction_tol", "dnc_rtol", "rank_rtol", "clip_rtol", "settle_rtol")
+    check_each(check_positive, **{name: v[name] for name in tolerances})
+    check_nonnegative("assumption_tol", v["assumption_tol"])
+    check_device(v["device"])
+    check_dtype(v["dtype"])
+
+
+def dnc_point_summary(mid: Sequence[dict], end: Sequence[dict], zero_alpha: float = 1e-6) -> dict:
+    """Chapter 8's counts over the class-symmetric runs, measured mid-way and at the end.
+
+    ``mid`` and ``end``: ``relu_dnc_point`` dicts (``end`` with ``settled`` and ``moved`` from
+    ``dufm.checks``); points with alpha <= ``zero_alpha`` are the zero point and left out.
+    Returns ``nonzero`` (every nonzero point of both stages), ``mid`` and ``ends`` (the nonzero
+    ones of each stage), ``mid_clipped`` (ReLU clips a layer), ``mid_failed`` (Assumption 1
+    fails in a clipped layer), ``largest_drop`` ((rho before, rho after) of the largest drop in a
+    clipped layer, or None), ``settled`` and ``moving`` (end points), ``settled_clipped`` (settled
+    points where ReLU clips a layer), ``shrinking`` (t_l <= 1: the points the bound covers) and
+    ``assumed`` (Assumption 1 in every layer), all lists of the given dicts.
+    """
+    mid_nonzero = [p for p in mid if p["alpha"] > zero_alpha]
+    ends = [p for p in end if p["alpha"] > zero_alpha]
+    nonzero = mid_nonzero + ends
+    mid_clipped = [p for p in mid_nonzero if p["assumption_clipped"] is not None]
+    drops = [
+        (b - a, b, a)
+        for p in mid_clipped
+        for b, a, c, h in zip(p["before"], p["after"], p["clipped"], p["holds"], strict=True)
+        if c and not h
+    ]
+    settled = [p for p in ends if p["settled"]]
+    return {
+        "nonzero": nonzero,
+        "mid": mid_nonzero,
+        "ends": ends,
+        "mid_clipped": mid_clipped,
+        "mid_failed": [p for p in mid_clipped if p["assumption_clipped"] is False],
+        "largest_drop": max(drops)[1:] if drops else None,
+        "settled": settled,
+        "moving": [p for p in ends if not p["settled"]],
+        "settled_clipped": [p for p in settled if p["assumption_clipped"] is not None],
+        "shrinking": [p for p in nonzero if p["shrinks"]],
+        "assumed": [p for p in nonzero if p["assumption"]],
+    }
