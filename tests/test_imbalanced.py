@@ -409,3 +409,45 @@ def test_imbalanced_run_outcomes_measure_each_run_against_the_reference():
     balanced = train(4, 3, 2, 6, 1e-2, seeds=[0], steps=2, progress=False)
     with pytest.raises(ValueError, match="without class_sizes"):
         outcomes.imbalanced_run_outcomes(balanced, Z_ref, 0.5, 0.4, window=1)
+
+
+def _chapter_defaults():
+    import jupytext
+
+    cell = next(
+        c for c in jupytext.read(CHAPTER).cells if "parameters" in c.metadata.get("tags", [])
+    )
+    values: dict = {}
+    exec(cell.source, values)
+    return values
+
+
+def test_chapter_parameters_are_checked_by_name_and_give_the_sizes():
+    p = _chapter_defaults()
+    derived = theory.check_chapter_parameters(p)
+    assert derived["sizes"] == [8] * 5 + [2] * 5 and derived["N"] == 50
+    assert derived["names"] == ["(4, 0.5)", "(10, 0.2)", "(2, 0.8)"]
+    assert derived["a2_sizes"][6] == [8, 8, 8, 2, 2, 2]
+    bad = [
+        ("main_imbalance", 3, r"main_imbalance=3 is not allowed: must index imbalances"),
+        ("low_rank", 9, "low_rank=9 is not allowed"),
+        ("lam_ii_power", -0.5, "lam_ii_power=-0.5, lam_i_power=2.0 are not allowed"),
+        ("gd_seeds", [0], r"gd_seeds=\[0\] is not allowed"),
+        ("a2_Ks", [7], r"a2_Ks\[0\]=7: rho=0.5 is not allowed"),
+        ("gd_lam", 0.1, "gd_lam=0.1 is not allowed: the single-layer minimiser is zero"),
+        ("a3_lam_exponents", [4, 8], r"a3_lam_exponents\[0\]=4 is not allowed"),
+        ("fit_rtol", 0.0, "fit_rtol=0.0 is not allowed"),
+        ("dtype", "float16", "dtype='float16' is not allowed"),
+    ]
+    for name, value, message in bad:
+        with pytest.raises(ValueError, match=message):
+            theory.check_chapter_parameters({**p, name: value})
+
+
+def test_generalised_dnc_at_gives_the_reference_and_a_search_no_worse_than_it():
+    ref = theory.generalised_dnc_at(SIZES, 2, 1e-2, ufm_steps=200, starts=2, steps=100)
+    _, (loss,) = theory.generalised_dnc_losses(ref["means"], SIZES, [2], 1e-2)
+    assert ref["loss"] == pytest.approx(loss, rel=1e-12)
+    assert ref["Z"].shape == (4, sum(SIZES))
+    assert ref["best_loss"] <= ref["loss"] * (1 + 1e-9)
+    assert 1 <= ref["best_rank"] <= 4 and isinstance(ref["best_source"], str)

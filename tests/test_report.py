@@ -130,3 +130,27 @@ def test_a2_summary_names_the_depths_per_number_of_classes():
         "superior": "L = 4 (K = 6)",
         "zero": "L = 4 (K = 6)",
     }
+
+
+def test_chapter_10_tables_have_one_row_per_run_or_case():
+    gd = [
+        {
+            "init_scale": 0.05, "seed": 0, "loss": 0.0765, "change": 1e-9, "rank": 5,
+            "distance": 0.676, "superior": True, "vs_reference": -0.11, "vs_best": 5e-3,
+        }
+    ]  # fmt: skip
+    html = report.gd_table(gd, [8, 2]).data
+    assert html.count("<tr>") == 2 and ">0.676<" in html and ">-0.1100<" in html
+    bal = [
+        {
+            "init_scale": 0.3, "seed": 4, "structure": "dnc", "rank": 9, "final_loss": 0.0907,
+            "rel_error": None, "plateau_change": 1e-12,
+        }
+    ]  # fmt: skip
+    assert ">dnc<" in report.balanced_table(bal, 5).data
+    single = [{"e": 6, "lam": 2.0**-6, "distance": 0.2, "rank": 9, "fitted": 10}]
+    single[0]["residual"] = 1e-7
+    html = report.sel_table(["(4, 0.5)"], [single]).data
+    assert ">0.832<" in html and ">2^-6<" in html  # 0.2 * log(64)
+    a2 = [{"L": 1, "lam": 1e-3, "loss": 0.07, "rank": 5, "superior": True, "source": "SEL"}]
+    assert "regime (ii)" in report.a2_table(a2, 6, [8, 2], "ii").data
