@@ -343,3 +343,37 @@ def check_trend(pvalue: float, alpha: float, claim: str) -> float:
     if not pvalue < alpha:
         raise CheckFailed(f"not supported: {claim} (one-sided p = {pvalue:.3g} >= {alpha:g})")
     return pvalue
+
+
+def imbalanced_run_outcomes(
+    result, reference: torch.Tensor, reference_loss: float, best_loss: float, window: int
+) -> list[dict]:
+    """Where each run of a ``train`` result with class sizes ended (Theorem A3; chapter 10).
+
+    ``reference`` (K x N): generalised DNC's logit matrix Z*_lam, with loss ``reference_loss``
+    at its best scale; ``best_loss``: the best loss a search found at the runs' (L, lam). One
+    row per run: ``seed``, ``init_scale``, ``loss`` (final), ``change`` (relative loss change
+    over the last ``window`` steps), ``rank`` (``numerical_rank``), ``distance`` (normalised
+    Frobenius distance of Z to ``reference``), ``superior`` (every class mean has its largest
+    entry in its own row), ``vs_reference`` and ``vs_best`` (loss / that loss - 1).
+    """
+    from .metrics import class_means, numerical_rank
+    from .theory import is_diagonally_superior, normalised_distance
+
+    check_int("window", window, 1)
+    if result.class_sizes is None:
+        raise ValueError("result is not allowed: it was trained without class_sizes")
+    steps = torch.as_tensor(result.record_steps)
+    back = int(torch.searchsorted(steps, steps[-1] - window).clamp_max(len(steps) - 1))
+    rows = []
+    for i, run in enumerate(result.configs):
+        Z, final = result.logits[i], float(result.losses[i, -1])
+        means = class_means(Z, result.K, result.class_sizes)
+        rows.append({
+            "seed": run.seed, "init_scale": run.init_scale, "loss": final,
+            "change": abs(float(result.losses[i, back]) - final) / abs(final),
+            "rank": numerical_rank(Z), "distance": normalised_distance(Z, reference),
+            "superior": is_diagonally_superior(means, result.K, 1),
+            "vs_reference": final / reference_loss - 1, "vs_best": final / best_loss - 1,
+        })  # fmt: skip
+    return rows
