@@ -2,7 +2,9 @@
 
 Definition 1 (DNC1-3) is measured per layer; Lemma 1's balancedness by a residual; the
 classifier names the structure of a converged logit matrix (DNC, the pair structure of Eq. (5),
-or another structure with its rank), as Figures 1, 2 and 5 need.
+or another structure with its rank), as Figures 1, 2 and 5 need. The field's NC1-NC4 metrics
+(Papyan, Han & Donoho 2020; Galanti et al. 2022), on features with labels in any order, put the
+book's networks beside published NC curves (``field_metrics``; chapters 1 and 9).
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ import torch
 
 from .losses import forward, loss_and_grads, one_hot_labels
 from .structures import expand_classes, mixture_components, pair_matrix, simplex_matrix
-from .validation import check_activation, check_class_sizes, check_logits
+from .validation import (
+    check_activation,
+    check_class_sizes,
+    check_features,
+    check_labels,
+    check_logits,
+    require,
+)
 
 
 def class_means(H: torch.Tensor, K: int, class_sizes=None) -> torch.Tensor:
@@ -297,3 +306,134 @@ def classify_structure(Z: torch.Tensor, tol: float = 0.05, rank_rtol: float = 1e
                 "mixture", rank, dist_mix, tuple(simplex_classes), tuple(map(tuple, pairs))
             )
     return Structure("other", rank, dist_dnc)
+
+
+# The field's neural-collapse metrics (Papyan, Han & Donoho 2020 and successors) on
+# features H (d, N) with integer labels (N,) in any order and any class sizes,
+# mu_c the class means, mu_G the mean of all N columns, m_c = mu_c - mu_G. Float64 throughout;
+# chapters 1 and 9 report them beside DNC1-3 of Definition 1.
+
+
+def _class_geometry(H, labels, min_per_class: int = 1):
+    """(H float64, labels int64, class sizes (K,), means mu (d, K), centred means m (d, K))."""
+    H = check_features(H)
+    labels, sizes = check_labels(labels, H.shape[1], min_per_class)
+    labels = labels.to(H.device)
+    sizes = torch.tensor(sizes, dtype=H.dtype, device=H.device)
+    mu = torch.zeros(H.shape[0], sizes.numel(), dtype=H.dtype, device=H.device)
+    mu = mu.index_add_(1, labels, H) / sizes
+    return H, labels, sizes, mu, mu - H.mean(dim=1, keepdim=True)
+
+
+def _pair_cosines(m: torch.Tensor) -> torch.Tensor:
+    """cos(m_c, m_c') for the pairs c < c' (row-major), from centred means m (d, K)."""
+    unit = m / torch.linalg.vector_norm(m, dim=0)
+    i, j = torch.triu_indices(m.shape[1], m.shape[1], 1, device=m.device)
+    return (unit.T @ unit)[i, j]
+
+
+def papyan_nc1(H, labels) -> float:
+    """NC1 of Papyan, Han & Donoho (2020): Tr(Sigma_W Sigma_B^+) / K.
+
+    Sigma_W = (1/N) sum_i (h_i - mu_{y_i})(h_i - mu_{y_i})^T, Sigma_B = (1/K) sum_c m_c m_c^T,
+    and Sigma_B^+ = sum_{j < K} v_j v_j^T / s_j from the top K - 1 eigenpairs (s_j, v_j) of
+    Sigma_B only (with equal class sizes the others are zero up to rounding, and a pseudo-inverse
+    that inverts them is where published code returns negative or huge values). H (d, N) with
+    d >= K - 1, labels (N,), each class with at least two samples. 0 exactly when every feature
+    equals its class mean (DNC1). Near a structure whose centred means span fewer than K - 1
+    directions (the pair structure of Eq. (5)) it stays of order one however small the
+    within-class noise, since the smallest of the top K - 1 eigenvalues is then made of the same
+    noise (``cdnv`` vanishes there). Chapters 1 and 9.
+    """
+    H, labels, _, mu, m = _class_geometry(H, labels, min_per_class=2)
+    K = m.shape[1]
+    require(H.shape[0] >= K - 1, "H.shape", tuple(H.shape), f"needs d >= K - 1 = {K - 1}")
+    # Sigma_B = m m^T / K: eigenvectors are m's left singular vectors, eigenvalues s^2 / K.
+    U, s, _ = torch.linalg.svd(m, full_matrices=False)
+    within = (U[:, : K - 1].T @ (H - mu[:, labels])).pow(2).sum(dim=1) / H.shape[1]
+    return float((within / s[: K - 1].pow(2)).sum())
+
+
+def cdnv(H, labels) -> float:
+    """Class-distance normalised variance of Galanti et al. (2022), averaged over pairs c < c'.
+
+    (V_c + V_c') / (2 ||mu_c - mu_c'||^2) with V_c the mean of ||h_i - mu_c||^2 over class c.
+    H (d, N), labels (N,), each class with at least two samples; 0 exactly under DNC1, inf when
+    two class means coincide. Chapters 1 and 9.
+    """
+    H, labels, sizes, mu, _ = _class_geometry(H, labels, min_per_class=2)
+    spread = (H - mu[:, labels]).pow(2).sum(dim=0)
+    V = torch.zeros_like(sizes).index_add_(0, labels, spread) / sizes
+    i, j = torch.triu_indices(mu.shape[1], mu.shape[1], 1, device=mu.device)
+    return float(((V[i] + V[j]) / (2 * (mu[:, i] - mu[:, j]).pow(2).sum(dim=0))).mean())
+
+
+def equinorm(H, labels) -> float:
+    """NC2 equinorm (Papyan et al. 2020): std_c ||m_c|| / mean_c ||m_c|| (population std).
+
+    H (d, N), labels (N,); 0 when the centred class means have equal norms. Chapters 1 and 9.
+    """
+    norms = torch.linalg.vector_norm(_class_geometry(H, labels)[4], dim=0)
+    return float(norms.std(correction=0) / norms.mean())
+
+
+def equiangularity(H, labels) -> float:
+    """NC2 equiangularity (Papyan et al. 2020): population std of cos(m_c, m_c') over c < c'.
+
+    H (d, N), labels (N,); 0 when all pairs of centred class means meet at one angle (for K = 2
+    always); nan when a centred mean is zero. Chapters 1 and 9.
+    """
+    return float(_pair_cosines(_class_geometry(H, labels)[4]).std(correction=0))
+
+
+def max_angle_gap(H, labels) -> float:
+    """NC2 maximal-angle gap (Papyan et al. 2020): mean over c < c' of |cos(m_c, m_c') + 1/(K-1)|.
+
+    H (d, N), labels (N,); 0 exactly when the centred means are maximally and equally separated,
+    cos = -1/(K-1), as in a simplex ETF. Chapters 1 and 9.
+    """
+    m = _class_geometry(H, labels)[4]
+    return float((_pair_cosines(m) + 1 / (m.shape[1] - 1)).abs().mean())
+
+
+def self_duality(W, H, labels) -> float:
+    """NC3 self-duality (Papyan et al. 2020): ||W^T / ||W||_F - M / ||M||_F||_F^2.
+
+    W (K, d) the classifier, H (d, N) its input features, labels (N,), M = [m_1 ... m_K] (d, K).
+    0 when the classifier's rows are proportional to the centred class means, 4 at most (W^T
+    proportional to -M). Chapters 1 and 9.
+    """
+    *_, m = _class_geometry(H, labels)
+    W = check_features(W, "W").to(m.device)
+    require(W.shape == m.T.shape, "W.shape", tuple(W.shape), f"must be (K, d) = {tuple(m.T.shape)}")
+    Wt = W.T / torch.linalg.matrix_norm(W)
+    return float((Wt - m / torch.linalg.matrix_norm(m)).pow(2).sum())
+
+
+def ncc_mismatch(H, labels, Z) -> float:
+    """NC4 (Papyan et al. 2020): the fraction of samples whose nearest class centre
+    argmin_c ||h_i - mu_c|| differs from argmax_k Z[k, i] (ties: the lowest index).
+
+    H (d, N), labels (N,), Z (K, N) the logits of the same samples. 0 when the classifier acts
+    as the nearest-class-centre rule on the training features. Chapters 1 and 9.
+    """
+    H, _, _, mu, _ = _class_geometry(H, labels)
+    Z = check_features(Z, "Z").to(H.device)
+    shape = (mu.shape[1], H.shape[1])
+    require(tuple(Z.shape) == shape, "Z.shape", tuple(Z.shape), f"must be (K, N) = {shape}")
+    dist = torch.cdist(H.T, mu.T, compute_mode="donot_use_mm_for_euclid_dist")
+    return float((dist.argmin(dim=1) != Z.argmax(dim=0)).double().mean())
+
+
+def field_metrics(H, labels, W=None, Z=None) -> dict:
+    """Every field metric that applies: papyan_nc1, cdnv, equinorm, equiangularity,
+    max_angle_gap, and self_duality with the classifier W (K, d), ncc_mismatch with the logits
+    Z (K, N). H (d, N), labels (N,). Returns {metric name: float}; chapters 1 and 9.
+    """
+    metrics = (papyan_nc1, cdnv, equinorm, equiangularity, max_angle_gap)
+    out = {metric.__name__: metric(H, labels) for metric in metrics}
+    if W is not None:
+        out["self_duality"] = self_duality(W, H, labels)
+    if Z is not None:
+        out["ncc_mismatch"] = ncc_mismatch(H, labels, Z)
+    return out

@@ -9,6 +9,7 @@ import math
 import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 ACTIVATIONS = ("linear", "relu")
@@ -163,6 +164,52 @@ def check_class_sizes(class_sizes: object, K: int | None = None, N: int | None =
             f"the sizes must sum to the N={N} columns (they sum to {sum(sizes)})",
         )
     return sizes
+
+
+def require(condition: bool, name: str, value: object, rule: str) -> None:
+    """Raise this module's ValueError (``name=value is not allowed: rule``) unless ``condition``."""
+    if not condition:
+        _fail(name, value, rule)
+
+
+def check_features(H: object, name: str = "H") -> torch.Tensor:
+    """Check a real, finite (d, N) feature matrix (a tensor or array); return it as float64."""
+    if isinstance(H, torch.Tensor | np.ndarray) and H.ndim == 2:
+        H = torch.as_tensor(H)
+    if not isinstance(H, torch.Tensor) or H.dim() != 2 or min(H.shape) == 0:
+        _fail(name, getattr(H, "shape", H), "must be a non-empty 2-D tensor of shape (d, N)")
+    if H.is_complex() or H.dtype == torch.bool:
+        _fail(f"{name}.dtype", H.dtype, "must be a real floating-point or integer dtype")
+    return check_finite(name, H.double())
+
+
+def check_labels(labels: object, N: int, min_per_class: int = 1) -> tuple[torch.Tensor, list]:
+    """Check integer class labels of N samples, in any order, classes 0..K-1 all present, K >= 2,
+    each class with at least ``min_per_class`` samples. Returns (labels as int64, class sizes).
+    Used by the field's neural-collapse metrics (``dufm.metrics``, chapters 1 and 9)."""
+    if isinstance(labels, np.ndarray | list | tuple | range):
+        labels = torch.as_tensor(np.asarray(labels))
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1:
+        _fail("labels", getattr(labels, "shape", labels), "must be a 1-D tensor of N labels")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        _fail("labels.dtype", labels.dtype, "must be an integer dtype (class indices 0..K-1)")
+    if labels.numel() != N:
+        _fail("labels.shape", tuple(labels.shape), f"must be ({N},): one label per column of H")
+    if int(labels.min()) < 0:
+        _fail("min(labels)", int(labels.min()), "class indices must be >= 0")
+    sizes = torch.bincount(labels.long()).tolist()
+    if len(sizes) < 2:
+        _fail("K", len(sizes), "labels must hold K >= 2 classes (K = the largest label + 1)")
+    missing = [c for c, size in enumerate(sizes) if size == 0]
+    if missing:
+        rule = f"classes 0..K-1 must all be present; classes {missing} have no sample"
+        _fail("class sizes of labels", sizes, rule)
+    small = [c for c, size in enumerate(sizes) if size < min_per_class]
+    if small:
+        rule = f"classes {small} have fewer than {min_per_class} samples (a within-class spread"
+        rule += f" needs {min_per_class})"
+        _fail("class sizes of labels", sizes, rule)
+    return labels.long(), sizes
 
 
 def check_activation(activation: object) -> str:
