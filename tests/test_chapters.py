@@ -33,7 +33,9 @@ def test_chapter_runs_with_ci_parameters(chapter, ci_runs_dir, record_property):
     (ci_runs_dir / f"{chapter.stem}.ipynb").unlink(missing_ok=True)  # no stale result for the book
     start = time.perf_counter()
     try:
-        execute_chapter(chapter, parameter_set(chapter, "ci"), ci_runs_dir)
+        execute_chapter(
+            chapter, parameter_set(chapter, "ci"), ci_runs_dir, parameter_set_name="ci"
+        )
     except (ChapterError, ValueError, FileNotFoundError) as err:
         failure = str(err)  # reported below, outside the except block: no chained traceback
     else:

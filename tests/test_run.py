@@ -86,7 +86,8 @@ def test_failing_rerun_raises_chapter_error_and_keeps_the_good_result(tmp_path):
 
 
 RECORDS = """from dufm.scorecard import record
-record("ch", "Lemma 1", verdict="reproduced", measured=f"run with a = {a}")
+record("ch", "Lemma 1", verdict="reproduced", measured=f"run with a = {a}",
+       setting="reduced", facts={"a": a})
 assert a == 1, f"a is {a}"
 """
 
@@ -113,6 +114,32 @@ def test_records_go_to_dufm_records_when_it_is_set(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["ch.json"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ch.ipynb"]
     assert os.environ["DUFM_RECORDS"] == str(tmp_path / "mine")
+
+
+def test_records_name_the_parameter_set_the_runner_ran(tmp_path, monkeypatch):
+    monkeypatch.delenv("DUFM_RECORDS", raising=False)
+    monkeypatch.delenv("DUFM_PARAMETER_SET", raising=False)
+    chapter = write_chapter(tmp_path, "ch", RECORDS)
+    execute_chapter(chapter, {}, tmp_path / "out", parameter_set_name="paper")
+    entry = json.loads((tmp_path / "out" / "records" / "ch.json").read_text())
+    assert entry["results"]["Lemma 1"]["parameter_set"] == "paper"
+    assert "DUFM_PARAMETER_SET" not in os.environ
+    with pytest.raises(ValueError, match="parameter_set_name='mine' is not allowed"):
+        execute_chapter(chapter, {}, tmp_path / "out", parameter_set_name="mine")
+
+
+@pytest.mark.parametrize(
+    "params, overrides, name",
+    [
+        ("ci", {}, "ci"),
+        ("paper", {"device": "cuda", "scheduler": "local"}, "paper"),
+        ("paper", {"steps": 10}, "custom"),
+        ("my.yml", {}, "custom"),
+        ("book", {}, "book"),
+    ],
+)
+def test_the_set_name_is_custom_once_a_value_changes_what_is_measured(params, overrides, name):
+    assert run._set_name(params, overrides) == name
 
 
 def test_interrupted_run_leaves_no_half_written_file(tmp_path, monkeypatch):

@@ -54,6 +54,8 @@ from .book import (
 )
 from .failures import ChapterError, ParameterRejected, _chapter_error
 from .files import new_temp_file, stale_temp_files, write_atomic
+from .scorecard import EXECUTION_KEYS, PARAMETER_SET_ENV, PARAMETER_SETS
+from .validation import check_choice
 
 __all__ = [
     "SET_NAMES",
@@ -109,8 +111,12 @@ def execute_chapter(
     parameters: Mapping | None = None,
     out_dir: str | os.PathLike = "runs",
     kernel_name: str = "python3",
+    parameter_set_name: str = "custom",
 ) -> Path:
     """Execute one chapter with papermill; return ``<out_dir>/<stem>.ipynb``.
+
+    ``parameter_set_name`` (``ci``, ``book``, ``paper`` or ``custom``) is what the chapter's
+    scorecard records say they ran under (``$DUFM_PARAMETER_SET`` in the kernel).
 
     Raises ValueError for an unknown parameter name or an unusable ``out_dir``,
     ``ParameterRejected`` when the chapter's own check rejects a value, and ChapterError when a
@@ -121,6 +127,7 @@ def execute_chapter(
     ``out_dir`` are removed.
     """
     path, parameters = Path(path), dict(parameters or {})
+    check_choice("parameter_set_name", parameter_set_name, PARAMETER_SETS)
     nb = _read_chapter(path)
     check_parameters(path.stem, nb, parameters)
     out = check_out_dir(out_dir)
@@ -139,7 +146,11 @@ def execute_chapter(
         shutil.rmtree(stale, ignore_errors=True)
     tmp = new_temp_file(out, prefix, suffix)
     try:
-        with _records_in(out / "records", out / f"{prefix}{os.getpid()}{RECORDS_SUFFIX}"):
+        stage = out / f"{prefix}{os.getpid()}{RECORDS_SUFFIX}"
+        with (
+            _records_in(out / "records", stage),
+            _environment(PARAMETER_SET_ENV, parameter_set_name),
+        ):
             papermill.execute_notebook(
                 nb,
                 str(tmp),
@@ -162,6 +173,20 @@ def execute_chapter(
         tmp.unlink(missing_ok=True)  # gone after a successful replace; never left behind
     failed.unlink(missing_ok=True)
     return final
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str):
+    """``os.environ[name] = value`` inside the block (the kernel inherits it), restored after."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 @contextlib.contextmanager
@@ -241,8 +266,16 @@ def _check_kernel(name: str) -> None:
         )
 
 
-def _plan(args: argparse.Namespace) -> list[tuple[Path, dict]]:
-    """Chapters with their parameters, all checked before anything runs."""
+def _set_name(params: str, overrides: Mapping) -> str:
+    """The name the records give the parameters: the named set, or ``custom`` for a YAML file or
+    ``-p`` values that change what is measured (``--device`` and the like do not)."""
+    if params not in SET_NAMES or set(overrides) - EXECUTION_KEYS:
+        return "custom"
+    return params
+
+
+def _plan(args: argparse.Namespace) -> list[tuple[Path, dict, str]]:
+    """Chapters with their parameters and set name, all checked before anything runs."""
     chapters = args.chapters or toc_chapters(Path.cwd())
     overrides = {name: parse_value(value, name) for name, value in args.parameter}
     if args.device is not None:
@@ -256,7 +289,7 @@ def _plan(args: argparse.Namespace) -> list[tuple[Path, dict]]:
         nb = _read_chapter(chapter)  # a missing chapter is named before its parameter sets
         parameters = {**parameter_set(chapter, args.params), **overrides}
         check_parameters(chapter.stem, nb, parameters)
-        plan.append((chapter, parameters))
+        plan.append((chapter, parameters, _set_name(args.params, overrides)))
     return plan
 
 
@@ -328,10 +361,10 @@ def _main(args: argparse.Namespace) -> int:
         _report(err, args.debug)
         return 2
     status = 0
-    for chapter, parameters in plan:
+    for chapter, parameters, set_name in plan:
         print(f"== {chapter.stem} with {parameters or 'its defaults'}", file=sys.stderr)
         try:
-            print(execute_chapter(chapter, parameters, args.out, args.kernel))
+            print(execute_chapter(chapter, parameters, args.out, args.kernel, set_name))
         except ParameterRejected as err:
             _report(err, args.debug)
             status = 2

@@ -1,8 +1,14 @@
 """Machine-readable verdicts of the chapters, read by the scorecard page (chapters/scorecard.md).
 
-A chapter, once its checks have passed, calls ``record(chapter, result, verdict=..., measured=...)``
-for each numbered result or figure of the paper it covers (``RESULTS`` lists them all, with the
-chapter that owns each), and ``record_finding`` for what it measured beyond the paper.
+A chapter, once its checks have passed, calls
+``record(chapter, result, verdict=..., measured=..., setting=..., facts=...)`` for each numbered
+result or figure of the paper it covers (``RESULTS`` lists them all, with the chapter that owns
+each), and ``record_finding`` for what it measured beyond the paper. Every record says what it was
+measured on: its ``setting`` (``SETTINGS``: the paper's data, model and sizes; the same at reduced
+sizes; or a stand-in), the ``parameter_set`` it ran under (``PARAMETER_SETS``, filled in from
+``$DUFM_PARAMETER_SET``, which the runner sets; a book build runs the ``book`` set) and ``facts``
+(data, model, sizes, steps, dtype, device and whether the runs behind it ``settled``).
+``setting_of`` tells a chapter its setting from its parameters.
 
 The records of one chapter live in one JSON file, ``<records dir>/<chapter>.json``; the directory
 is ``$DUFM_RECORDS`` if set (the runner sets it to ``<out>/records``), else ``_build/records``
@@ -24,75 +30,100 @@ import sys
 import time
 from pathlib import Path
 
-from .book import toc_chapters
+from .book import parameter_set, toc_chapters
 from .files import write_atomic
 from .validation import check_choice
 
-VERDICTS = ("reproduced", "sharper", "contradicted", "not reproduced")
-NOT_RUN, NOT_IN_BOOK, FORMAT = "not run", "not in the book yet", 1
+# A verdict drawn from a settled measurement, then the two that draw none: the runs behind it were
+# still moving ("not settled"), or the setting it needs cannot run here ("not tested here").
+VERDICTS = (
+    "reproduced",
+    "sharper",
+    "contradicted",
+    "not reproduced",
+    "not settled",
+    "not tested here",
+)
+DRAWN = VERDICTS[:4]
+SETTINGS = ("paper", "reduced", "stand-in")
+SETTING_NAMES = {
+    "paper": "the paper's setting",
+    "reduced": "reduced sizes",
+    "stand-in": "a stand-in",
+}
+PARAMETER_SETS = ("ci", "book", "paper", "custom")
+PARAMETER_SET_ENV = "DUFM_PARAMETER_SET"
+# Parameters that choose where or how a chapter runs, not what it measures: ignored by setting_of.
+EXECUTION_KEYS = frozenset(
+    {"device", "scheduler", "torch_threads", "sweep_dir", "data_dir", "batch_size", "records_dir"}
+)
+NOT_RUN, NOT_IN_BOOK, FORMAT = "not run", "not in the book yet", 2
 
-# Every numbered result and figure of the paper: (key, chapter stem or None, what it states).
+# Every numbered result and figure of the paper: (key, chapter stem, what it states). The
+# statements are MyST Markdown with $...$ math (the scorecard page renders them with MathJax).
 RESULTS = (
     (
         "Lemma 1",
         "01_deep_ufm",
-        "every critical point of the linear deep UFM is balanced, "
-        "W_l W_l^T = W_{l+1}^T W_{l+1}, with aligned singular vectors",
+        r"every critical point of the linear deep UFM is balanced, "
+        r"$W_\ell W_\ell^\top = W_{\ell+1}^\top W_{\ell+1}$, with aligned singular vectors",
     ),
     (
         "Lemma 2",
-        None,
-        "a step in the proof of Theorem 4 (Appendix B.6) whose displayed formula is not in the "
-        "text of the paper available to the book; no chapter checks it",
+        "06_flat_attractive",
+        r"at a DNC point the Hessian of one column's cross-entropy splits as in Eq. (25), and "
+        r"$S\rho'_c S = K s_c s_c^\top + S$ (the step that closes the proof of Theorem 4(ii))",
     ),
     ("Proposition 1", "01_deep_ufm", "a DNC solution satisfies DNC1-3 in every layer"),
     (
         "Theorem 1",
         "02_dnc_not_optimal",
-        "DNC is not a global minimum for K >= 4, L >= 3 or "
-        "K >= 6, L = 2 (the pair structure is lower)",
+        r"DNC is not a global minimum for $K \ge 4, L \ge 3$ or "
+        r"$K \ge 6, L = 2$ (the pair structure is lower)",
     ),
     (
         "Theorem 2",
         "03_rank_ordering",
-        "beyond some depth L_0 a diagonally superior M of rank q "
-        "has a lower optimal loss than any X of rank p > q",
+        r"beyond some depth $L_0$ a diagonally superior $M$ of rank $q$ "
+        r"has a lower optimal loss than any $X$ of rank $p > q$",
     ),
     (
         "Theorem 3",
         "04_optimal_structure",
-        "as L grows, the optimum's singular values vanish "
-        "(lam_L L -> inf) or at most q_K = 2 of the normalised ones survive (lam_L L -> 0)",
+        r"as $L$ grows, the optimum's singular values vanish ($\lambda_L L \to \infty$) or at "
+        r"most $q_K = 2$ of the normalised ones survive ($\lambda_L L \to 0$)",
     ),
     (
         "Theorem 4",
         "06_flat_attractive",
-        "DNC critical points exist (Eq. 19); the scale-divergent "
-        "ones have no negative Hessian eigenvalue for lam suitably small",
+        r"DNC critical points exist (Eq. 19); the scale-divergent "
+        r"ones have no negative Hessian eigenvalue for $\lambda$ suitably small",
     ),
     (
         "Theorem 5",
         "07_landscape_dimension",
-        "R(d) = D_DNC / D_pair increases with d, is below 1 at d = K and tends to (K-1)/r",
+        r"$R(d) = D_\mathrm{DNC} / D_\mathrm{pair}$ increases with $d$, is below 1 at $d = K$ "
+        r"and tends to $(K-1)/r$",
     ),
     (
         "Theorem 6",
         "06_flat_attractive",
-        "the flatness ratio of the DNC and pair critical points tends to a constant as lam -> 0",
+        r"the flatness ratio of the DNC and pair critical points tends to a constant as "
+        r"$\lambda \to 0$",
     ),
     (
         "Theorem 7",
         "08_relu",
-        "under Assumption 1 a non-negative low-rank construction beats every "
-        "ReLU DNC solution in the stated (K, L) region",
+        r"under Assumption 1 a non-negative low-rank construction beats every "
+        r"ReLU DNC solution in the stated $(K, L)$ region",
     ),
     ("Theorem A1", "10_imbalanced", "Theorem 2 with unequal class sizes"),
     ("Theorem A2", "10_imbalanced", "Theorem 3 with unequal class sizes"),
     (
         "Theorem A3",
         "10_imbalanced",
-        "under an (R, rho)-STEP imbalance, K >= 4, no generalised DNC "
-        "global minimum for lam < lam_0 and L > L_0",
+        r"under an $(R, \rho)$-STEP imbalance, $K \ge 4$, no generalised DNC "
+        r"global minimum for $\lambda < \lambda_0$ and $L > L_0$",
     ),
     (
         "Figure 1",
@@ -103,7 +134,8 @@ RESULTS = (
     (
         "Figure 2",
         "05_dnc_prevalence",
-        "the probability of DNC rises with the width d and falls with the weight decay lam",
+        r"the probability of DNC rises with the width $d$ and falls with the weight decay "
+        r"$\lambda$",
     ),
     (
         "Figure 3",
@@ -120,7 +152,8 @@ RESULTS = (
     (
         "Figure 5",
         "05_dnc_prevalence",
-        "the rank of the converged solution against d and lam; intermediate ranks are mixtures",
+        r"the rank of the converged solution against $d$ and $\lambda$; intermediate ranks "
+        r"are mixtures",
     ),
     (
         "Figure 6",
@@ -130,7 +163,7 @@ RESULTS = (
     (
         "Figure 7",
         "09_real_networks",
-        "MNIST, ReLU head with L = 4: a low-rank solution below the DNC bound",
+        "MNIST, ReLU head with $L = 4$: a low-rank solution below the DNC bound",
     ),
     ("Figure 8", "09_real_networks", "MNIST, standard regularisation: low-rank head features"),
 )
@@ -164,17 +197,28 @@ def record(
     *,
     verdict: str,
     measured: str,
+    setting: str,
+    facts: dict,
     numbers: dict | None = None,
     directory: str | os.PathLike | None = None,
 ) -> Path:
     """Record the verdict of one result of the paper (e.g. "Theorem 7", "Figure 6").
 
     ``verdict`` is one of ``VERDICTS``; ``measured`` one line with the computed numbers behind it;
-    ``numbers`` a flat dict of JSON numbers or strings. Returns the file written.
+    ``setting`` one of ``SETTINGS`` (``setting_of`` computes it); ``facts`` a flat dict of what a
+    reader needs to judge the verdict (data, model, K, n, L, d, steps, dtype, device, and
+    ``"settled"`` where the result rests on training runs); ``numbers`` a flat dict of JSON
+    numbers or strings. A verdict drawn from runs (``DRAWN``) is refused while
+    ``facts["settled"]`` is False: such a result is "not settled". Returns the file written.
     """
     check_choice("result", result, tuple(key for key, _, _ in RESULTS))
     check_choice("verdict", verdict, VERDICTS)
-    entry = {"verdict": verdict, **_entry(measured, numbers)}
+    entry = {"verdict": verdict, **_entry(measured, setting, facts, numbers)}
+    if verdict in DRAWN and entry["facts"].get("settled") is False:
+        raise ValueError(
+            f"verdict={verdict!r} is not allowed while facts['settled'] is False: the runs "
+            f"behind {result} were still moving; record it as 'not settled'"
+        )
     return _write(chapter, "results", result, entry, directory)
 
 
@@ -183,16 +227,72 @@ def record_finding(
     title: str,
     *,
     measured: str,
+    setting: str,
+    facts: dict,
     numbers: dict | None = None,
     directory: str | os.PathLike | None = None,
 ) -> Path:
-    """Record a result the chapter measured that the paper does not state (the second table)."""
+    """Record a result the chapter measured that the paper does not state (the second table);
+    ``setting`` and ``facts`` as for ``record``."""
     _check_text("title", title)
-    return _write(chapter, "findings", title, _entry(measured, numbers), directory)
+    return _write(chapter, "findings", title, _entry(measured, setting, facts, numbers), directory)
 
 
-def _entry(measured: str, numbers: dict | None) -> dict:
+def parameter_set_name() -> str:
+    """The parameter set this process runs under: ``$DUFM_PARAMETER_SET`` (the runner sets it:
+    ``ci``, ``book``, ``paper``, or ``custom`` for ``-p`` values and own files), else ``book``
+    (a book build executes every chapter at its defaults)."""
+    name = os.environ.get(PARAMETER_SET_ENV) or "book"
+    return check_choice(PARAMETER_SET_ENV, name, PARAMETER_SETS)
+
+
+def setting_of(chapter: str, values, *, stand_in: bool = False) -> str:
+    """The setting of a chapter run with parameters ``values`` (a mapping, e.g. ``globals()``).
+
+    "stand-in" when ``stand_in`` (other data or another model than the paper's); "paper" when
+    every parameter of the chapter's ``paper`` set (``chapters/params/<chapter>.yml``), apart
+    from ``EXECUTION_KEYS``, has that value in ``values``; else "reduced".
+    """
+    if stand_in:
+        return "stand-in"
+    root = _book_root()
+    if root is None:
+        raise ValueError(f"no _toc.yml in {Path.cwd()} or above: cannot find {chapter}'s sets")
+    paper = parameter_set(root / "chapters" / f"{chapter}.md", "paper")
+    missing = object()
+    same = all(
+        _same(values.get(key, missing), value)
+        for key, value in paper.items()
+        if key not in EXECUTION_KEYS
+    )
+    return "paper" if same else "reduced"
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is not object and a == b
+
+
+def _check_facts(facts: object, name: str = "facts") -> dict:
+    if not isinstance(facts, dict):
+        raise ValueError(f"{name}={facts!r} is not allowed: must be a flat mapping")
+    for key, value in facts.items():
+        if not isinstance(key, str) or not isinstance(value, str | int | float | bool):
+            raise ValueError(
+                f"{name}[{key!r}]={value!r} is not allowed: must be text, a number or a bool"
+            )
+        if isinstance(value, float) and value != value:
+            raise ValueError(f"{name}[{key!r}]=nan is not allowed: must be a finite number")
+    if "settled" in facts and not isinstance(facts["settled"], bool):
+        raise ValueError(f"{name}['settled']={facts['settled']!r} is not allowed: must be a bool")
+    return facts
+
+
+def _entry(measured: str, setting: str, facts: dict, numbers: dict | None) -> dict:
     _check_text("measured", measured)
+    check_choice("setting", setting, SETTINGS)
+    facts = dict(_check_facts(facts))
     numbers = dict(numbers or {})
     for key, value in numbers.items():
         if not isinstance(value, int | float | str) or isinstance(value, bool):
@@ -200,7 +300,14 @@ def _entry(measured: str, numbers: dict | None) -> dict:
         if isinstance(value, float) and value != value:
             raise ValueError(f"numbers[{key!r}]=nan is not allowed: must be a finite number")
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {"measured": measured, "numbers": numbers, "time": stamp}
+    return {
+        "measured": measured,
+        "setting": setting,
+        "parameter_set": parameter_set_name(),
+        "facts": facts,
+        "numbers": numbers,
+        "time": stamp,
+    }
 
 
 def source_digest(chapter: str, root: str | os.PathLike) -> str | None:
@@ -261,6 +368,17 @@ def _check_entries(chapter: str, kind: str, entries: object, verdicts: bool) -> 
             raise _malformed(chapter, f"{where}.measured", "must be a non-empty string")
         if not isinstance(entry.get("numbers", {}), dict):
             raise _malformed(chapter, f"{where}.numbers", "must be a mapping")
+        for field, allowed in (("setting", SETTINGS), ("parameter_set", PARAMETER_SETS)):
+            if entry.get(field) not in allowed:
+                raise _malformed(
+                    chapter,
+                    f"{where}.{field}",
+                    f"is {entry.get(field)!r}: must be one of {allowed}",
+                )
+        try:
+            _check_facts(entry.get("facts"), f"{where}.facts")
+        except ValueError as err:
+            raise _malformed(chapter, f"{where}.facts", f"is not valid ({err})") from None
     return entries
 
 
@@ -298,7 +416,8 @@ def read_records(directory: str | os.PathLike, root: str | os.PathLike | None = 
 
 
 def scorecard_rows(records: dict, book_chapters) -> list[dict]:
-    """One row per entry of ``RESULTS``: key, chapter, the paper's statement, verdict, measured.
+    """One row per entry of ``RESULTS``: result, chapter, the paper's statement, verdict,
+    measured, and what it was measured on (setting, parameter_set, facts; None when not run).
 
     ``book_chapters`` are the chapter stems in the book (``_toc.yml``): a result whose chapter is
     not among them is "not in the book yet"; one whose chapter left no record, "not run".
@@ -307,31 +426,53 @@ def scorecard_rows(records: dict, book_chapters) -> list[dict]:
     rows = []
     for key, chapter, paper in RESULTS:
         entry = records.get(chapter, {}).get("results", {}).get(key)
-        if chapter is None or chapter not in book:
-            verdict, measured = NOT_IN_BOOK, ""
-        elif entry is None:
-            verdict, measured = NOT_RUN, ""
+        if chapter not in book:
+            entry, verdict = None, NOT_IN_BOOK
         else:
-            verdict, measured = entry["verdict"], entry["measured"]
+            verdict = NOT_RUN if entry is None else entry["verdict"]
+        entry = entry or {}
         rows.append(
             {
                 "result": key,
                 "chapter": chapter,
                 "paper": paper,
                 "verdict": verdict,
-                "measured": measured,
+                "measured": entry.get("measured", ""),
+                "setting": entry.get("setting"),
+                "parameter_set": entry.get("parameter_set"),
+                "facts": entry.get("facts", {}),
             }
         )
     return rows
 
 
 def finding_rows(records: dict) -> list[dict]:
-    """The results measured beyond the paper, in chapter order: chapter, title, measured."""
+    """The results measured beyond the paper, in chapter order: chapter, title, measured,
+    setting, parameter_set, facts."""
     return [
-        {"chapter": chapter, "title": title, "measured": entry["measured"]}
+        {
+            "chapter": chapter,
+            "title": title,
+            "measured": entry["measured"],
+            "setting": entry["setting"],
+            "parameter_set": entry["parameter_set"],
+            "facts": entry["facts"],
+        }
         for chapter in sorted(records)
         for title, entry in records[chapter]["findings"].items()
     ]
+
+
+def measured_on(row: dict) -> str:
+    """What a row was measured on, in a few words: "reduced sizes, book set; MNIST-5k, mlp"."""
+    if row.get("setting") is None:
+        return "—"
+    facts = row.get("facts") or {}
+    what = [str(facts[k]) for k in ("dataset", "model", "backbone") if k in facts]
+    text = f"{SETTING_NAMES[row['setting']]}, {row['parameter_set']} set"
+    if facts.get("settled") is False:
+        text += ", runs still moving"
+    return text + (f"; {', '.join(what)}" if what else "")
 
 
 def count_verdicts(rows: list[dict]) -> dict:
@@ -342,10 +483,36 @@ def count_verdicts(rows: list[dict]) -> dict:
     return counts
 
 
-def summary_line(counts: dict) -> str:
-    """One sentence with the counts, for the intro and the README's opening line."""
+def count_settings(rows: list[dict]) -> dict:
+    """{verdict: {setting: count}} over the rows with a setting (the summary's brackets)."""
+    out: dict = {}
+    for row in rows:
+        if row.get("setting") is not None:
+            by = out.setdefault(row["verdict"], dict.fromkeys(SETTINGS, 0))
+            by[row["setting"]] += 1
+    return out
+
+
+def summary_line(counts: dict, settings: dict | None = None) -> str:
+    """One sentence with the counts, for the intro and the README's opening line; with
+    ``settings`` (``count_settings``), each drawn verdict says how many were measured at the
+    paper's setting: "13 reproduced (8 at the paper's setting, 5 reduced or on stand-ins)"."""
     total = sum(counts.values())
-    parts = [f"{counts[v]} {v}" for v in (*VERDICTS, NOT_RUN, NOT_IN_BOOK) if counts[v]]
+    parts = []
+    for verdict in (*VERDICTS, NOT_RUN, NOT_IN_BOOK):
+        if not counts[verdict]:
+            continue
+        part = f"{counts[verdict]} {verdict}"
+        by = (settings or {}).get(verdict)
+        if by and verdict in DRAWN:
+            other = by["reduced"] + by["stand-in"]
+            if by["paper"] and other:
+                part += f" ({by['paper']} at the paper's setting, {other} reduced or on stand-ins)"
+            elif by["paper"]:
+                part += " (all at the paper's setting)"
+            else:
+                part += " (all reduced or on stand-ins)"
+        parts.append(part)
     return f"Of the paper's {total} numbered results and figures: " + ", ".join(parts) + "."
 
 
@@ -371,7 +538,8 @@ def book_summary(root: str | os.PathLike, directory: str | os.PathLike | None = 
     root = Path(root)
     folder = Path(directory) if directory is not None else root / "_build" / "records"
     stems = [c.stem for c in toc_chapters(root)]
-    return summary_line(count_verdicts(scorecard_rows(read_records(folder, root), stems)))
+    rows = scorecard_rows(read_records(folder, root), stems)
+    return summary_line(count_verdicts(rows), count_settings(rows))
 
 
 def main(argv=None) -> int:
