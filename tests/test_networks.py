@@ -13,8 +13,6 @@ from dufm.networks import (
     head_dnc_bound,
     head_forward,
     init_head,
-    run_summary,
-    singular_value_counts,
     standard_regulariser,
     train_network,
     ufm_regulariser,
@@ -301,38 +299,6 @@ def test_a_diverging_run_is_named():
         )  # fmt: skip
 
 
-def test_singular_value_counts_per_layer():
-    Z = torch.zeros(2, 4, 6, dtype=torch.float64)
-    Z[0, 0, 0], Z[0, 1, 1], Z[1, 2, 2] = 1.0, 1e-7, 2.0
-    (counts,) = singular_value_counts([Z], threshold=1e-6)
-    assert counts.tolist() == [1, 1]
-    (counts,) = singular_value_counts([Z], threshold=1e-8)
-    assert counts.tolist() == [2, 1]
-
-
-def test_run_summary_reports_ranks_counts_and_the_distance_from_dnc():
-    X, y = _toy_data()
-    res = train_network(X, y, 3, backbone="mlp", mlp_hidden=[8], d=8, L=2, steps=2, progress=False)
-    K, n = 3, 4
-    # replace the logits by an exact DNC matrix and by a rank-1 matrix
-    res.features[-1] = torch.stack(
-        [
-            2.0 * simplex_matrix(K).repeat_interleave(n, dim=1),
-            torch.ones(K, 1, dtype=torch.float64) @ torch.arange(K * n).double().view(1, -1),
-        ]
-    )
-    res.seeds, res.init_scales = [0, 1], [1.0, 1.0]
-    res.losses = torch.zeros(2, 1)
-    res.fits = torch.zeros(2, 1)
-    res.features = [F if F.shape[0] == 2 else F.expand(2, -1, -1) for F in res.features]
-    dnc, flat = run_summary(res, 0), run_summary(res, 1)
-    assert dnc["structure"] == "dnc" and dnc["dnc_distance"] < 1e-12
-    assert dnc["ranks"][-1] == K - 1 and dnc["counts"][-1] == K - 1
-    assert flat["ranks"][-1] == 1 and flat["dnc_distance"] > 0.5
-    with pytest.raises(ValueError, match="r=2 is not allowed"):
-        run_summary(res, 2)
-
-
 def test_warm_up_scales_the_first_steps_of_the_learning_rate():
     X, y = _toy_data()
     kw = dict(backbone="mlp", mlp_hidden=[8], d=8, L=2, steps=1, record_every=1, progress=False)
@@ -341,3 +307,29 @@ def test_warm_up_scales_the_first_steps_of_the_learning_rate():
     torch.testing.assert_close(warm.losses, slow.losses, rtol=1e-12, atol=0)
     fast = train_network(X, y, 3, lr=0.4, **kw)
     assert not torch.equal(warm.losses, fast.losses)
+
+
+def test_snapshots_measure_the_network_after_that_many_steps():
+    X, y = _toy_data()
+    kw = dict(backbone="mlp", mlp_hidden=[8], d=8, L=2, lr=0.1, record_every=1, progress=False)
+    seen = []
+
+    def measure(features, weights):
+        seen.append((features[-1].clone(), weights[-1].clone()))
+        return len(seen)
+
+    res = train_network(X, y, 3, steps=4, snapshot_steps=[4, 0, 2, 2], measure=measure, **kw)
+    assert res.snapshot_steps == [0, 2, 4] and res.snapshots == [1, 2, 3]
+    two = train_network(X, y, 3, steps=2, **kw)  # the same network, trained for two steps only
+    torch.testing.assert_close(seen[1][0], two.features[-1], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(seen[1][1], two.weights[-1], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(seen[2][0], res.features[-1], rtol=0, atol=0)
+    assert not torch.allclose(seen[0][0], seen[2][0])
+    plain = train_network(X, y, 3, steps=4, **kw)
+    torch.testing.assert_close(plain.losses, res.losses, rtol=0, atol=0)  # measuring is passive
+    with pytest.raises(ValueError, match="snapshot_steps=5 is not allowed"):
+        train_network(X, y, 3, steps=4, snapshot_steps=[5], measure=measure, **kw)
+    with pytest.raises(ValueError, match="measure=None is not allowed"):
+        train_network(X, y, 3, steps=4, snapshot_steps=[1], **kw)
+    with pytest.raises(ValueError, match=r"snapshot_steps\[0\]=1.5 is not allowed"):
+        train_network(X, y, 3, steps=4, snapshot_steps=[1.5], measure=measure, **kw)

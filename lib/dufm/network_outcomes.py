@@ -1,0 +1,187 @@
+"""What a trained real network ended in (chapter 9; Figures 3, 4, 7 and 8).
+
+For the runs of a ``dufm.networks.train_network`` result:
+
+- ``head_layer_metrics``: per run and head layer, the rank under the library's cut-off, the
+  paper's DNC1-3 (Definition 1, ``dufm.metrics.dnc1``-``dnc3``) and the field's metrics
+  (``dufm.metrics.field_metrics``: Papyan et al.'s NC1-NC4, the CDNV); pass it as
+  ``train_network(..., measure=partial(head_layer_metrics, activation=...))`` to measure them
+  against the training step, and ``trajectories`` stacks those snapshots;
+- ``run_summary``: final loss, ranks and singular-value counts of every feature matrix, the
+  structure of the logits and the relative loss change over the last tenth of training (the
+  settling test, ``dufm.outcomes.plateau_change``);
+- ``rank_trend``: whether smaller initial scales end in lower ranks, over seeds (a permutation
+  test, ``dufm.stats.increasing_trend_pvalue``);
+- ``verdict``: a result's verdict from a settled measurement.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .metrics import (
+    classify_structure,
+    dnc1,
+    dnc2,
+    dnc3,
+    field_metrics,
+    numerical_rank,
+    singular_values,
+)
+from .outcomes import plateau_change
+from .stats import increasing_trend_pvalue
+from .structures import expand_classes, simplex_matrix
+from .validation import _fail, check_activation, check_int, check_nonnegative, check_positive
+
+# The per-layer metrics of ``head_layer_metrics``: the rank, the paper's DNC1-3, the field's.
+PAPER_METRICS = ("rank", "DNC1", "DNC2", "DNC3")
+FIELD_METRICS = (
+    "papyan_nc1",
+    "cdnv",
+    "equinorm",
+    "equiangularity",
+    "max_angle_gap",
+    "self_duality",
+    "ncc_mismatch",
+)
+LAYER_METRICS = PAPER_METRICS + FIELD_METRICS
+
+
+def _layer_input(H: torch.Tensor, layer: int, activation: str) -> torch.Tensor:
+    """The matrix W_layer reads: H_1, then act(H_l) (layers numbered from 1)."""
+    return torch.relu(H) if activation == "relu" and layer >= 2 else H
+
+
+def head_layer_metrics(
+    features: list, weights: list, activation: str = "linear", rank_rtol: float = 1e-3
+) -> dict:
+    """Every metric of ``LAYER_METRICS`` for each run and head layer l = 1..L (chapter 9).
+
+    ``features`` = [H_1, ..., H_L, Z] (each (R, rows, N), columns in class order, n per class)
+    and ``weights`` = [W_1, ..., W_L] (each (R, rows, cols)), as ``train_network`` returns them.
+    On layer l's features H_l (pre-activations): ``rank`` (singular values above ``rank_rtol``
+    times the largest, ``dufm.metrics.numerical_rank``), DNC1, DNC2, and the field's
+    papyan_nc1, cdnv, equinorm, equiangularity, max_angle_gap and ncc_mismatch (nearest class
+    centre of H_l against the network's prediction argmax Z). On W_l and the matrix it reads
+    (H_1, then act(H_l)): DNC3, and for l = L the self-duality of the classifier W_L (nan for
+    l < L, whose W_l is not a classifier). Returns {metric: tensor (R, L) float64}.
+    """
+    check_activation(activation)
+    check_positive("rank_rtol", rank_rtol)
+    if len(features) != len(weights) + 1:
+        _fail("features", len(features), f"must hold L + 1 = {len(weights) + 1} matrices")
+    K, N = features[-1].shape[-2:]
+    labels = torch.arange(K).repeat_interleave(N // K)
+    R, L = features[0].shape[0], len(weights)
+    out = {name: torch.full((R, L), math.nan, dtype=torch.float64) for name in LAYER_METRICS}
+    for r in range(R):
+        Z = features[-1][r].double()
+        for j in range(L):  # layer j + 1
+            H = features[j][r].double()
+            H_in = _layer_input(H, j + 1, activation)
+            W = weights[j][r].double()
+            field = field_metrics(H, labels, Z=Z)
+            if j == L - 1:
+                field["self_duality"] = field_metrics(H_in, labels, W=W)["self_duality"]
+            values = {
+                "rank": numerical_rank(H, rank_rtol),
+                "DNC1": dnc1(H, K),
+                "DNC2": dnc2(H, K),
+                "DNC3": dnc3(W, H_in, K),
+                **field,
+            }
+            for name, value in values.items():
+                out[name][r, j] = value
+    return out
+
+
+def trajectories(result) -> dict:
+    """The ``head_layer_metrics`` snapshots of a ``train_network`` result, stacked against the
+    step: {metric: tensor (R, T, L)} for T = len(result.snapshot_steps)."""
+    if not result.snapshots:
+        _fail("result.snapshots", [], "is empty: train with snapshot_steps and a measure")
+    names = result.snapshots[0]
+    return {name: torch.stack([s[name] for s in result.snapshots], dim=1) for name in names}
+
+
+def settle_window(steps: int) -> int:
+    """The last tenth of ``steps`` training steps (at least one step): the settling window."""
+    return max(1, check_int("steps", steps, 1) // 10)
+
+
+def singular_value_counts(features: list, threshold: float = 1e-6) -> list:
+    """Per layer, the number of singular values above ``threshold`` of each run's feature matrix.
+
+    Figures 3 and 7 (the paper counts singular values above 1e-6). ``features`` is
+    ``NetworkResult.features`` ([H_1, ..., H_L, Z], each (R, rows, N)); returns a list of
+    (R,) integer tensors, one per layer.
+    """
+    check_nonnegative("threshold", threshold)
+    return [(singular_values(F) > threshold).sum(dim=-1) for F in features]
+
+
+def run_summary(result, r: int, rank_rtol: float = 1e-3, threshold: float = 1e-6) -> dict:
+    """What run r of a ``train_network`` result ended in (chapter 9's tables and checks).
+
+    Returns a dict: ``loss`` and ``fit`` (final full-data loss and mean cross-entropy),
+    ``ranks`` (per feature matrix [H_1, ..., H_L, Z], the number of singular values above
+    ``rank_rtol`` times the largest: ``dufm.metrics.numerical_rank``), ``counts`` (per feature
+    matrix, singular values above the absolute ``threshold``, the paper's 1e-6 criterion),
+    ``structure`` and ``dnc_distance`` (``dufm.metrics.classify_structure`` of Z: its name and
+    the normalised Frobenius distance of Z from S kron 1_n^T), ``change`` (the relative loss
+    change over the last tenth of training, ``dufm.outcomes.plateau_change``) and the run's
+    ``seed`` and ``init_scale``.
+    """
+    check_int("r", r, 0)
+    if r >= len(result.seeds):
+        _fail("r", r, f"must be below the number of runs {len(result.seeds)}")
+    check_positive("rank_rtol", rank_rtol)
+    Z = result.logits[r]
+    template = expand_classes(simplex_matrix(result.K), result.n)
+    distance = torch.linalg.matrix_norm(
+        Z / torch.linalg.matrix_norm(Z) - template / torch.linalg.matrix_norm(template)
+    )
+    window = settle_window(result.steps or result.record_steps[-1])
+    return {
+        "loss": float(result.losses[r, -1]),
+        "fit": float(result.fits[r, -1]),
+        "ranks": [numerical_rank(F[r], rank_rtol) for F in result.features],
+        "counts": [int(c[r]) for c in singular_value_counts(result.features, threshold)],
+        "structure": classify_structure(Z).name,
+        "dnc_distance": float(distance),
+        "change": plateau_change(result.losses[r], result.record_steps, window),
+        "seed": result.seeds[r],
+        "init_scale": result.init_scales[r],
+    }
+
+
+def rank_trend(scales, ranks, permutations: int = 20000) -> dict:
+    """Do smaller initial scales end in lower ranks? Measured over the seeds of each scale.
+
+    ``scales`` and ``ranks``: one entry per run (several seeds per scale). Returns
+    ``mean_ranks`` {scale: mean rank over its seeds}, ``monotone`` (the mean rank never falls as
+    the scale grows and rises somewhere) and ``p`` (one-sided permutation p-value of "the rank
+    increases with the scale", ``dufm.stats.increasing_trend_pvalue``; 1.0 with one scale).
+    """
+    scales, ranks = [float(s) for s in scales], [float(k) for k in ranks]
+    if len(scales) != len(ranks) or not scales:
+        _fail("ranks", ranks, f"must hold one rank per run ({len(scales)} scales given)")
+    levels = sorted(set(scales))
+    pairs = list(zip(scales, ranks, strict=True))
+    means = {s: sum(k for t, k in pairs if t == s) / scales.count(s) for s in levels}
+    seq = [means[s] for s in levels]
+    monotone = all(a <= b for a, b in zip(seq, seq[1:], strict=False)) and seq[0] < seq[-1]
+    if len(levels) < 2:
+        return {"mean_ranks": means, "monotone": False, "p": 1.0}
+    p = increasing_trend_pvalue(scales, ranks, permutations=permutations)
+    return {"mean_ranks": means, "monotone": monotone, "p": p}
+
+
+def verdict(holds: bool, settled: bool) -> str:
+    """A result's verdict from a measurement: "not settled" while its runs still move, else
+    "reproduced" when the paper's claim ``holds`` and "not reproduced" when it does not."""
+    if not settled:
+        return "not settled"
+    return "reproduced" if holds else "not reproduced"
