@@ -40,6 +40,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import nbformat
 import papermill
 
 from .book import (
@@ -54,6 +55,7 @@ from .book import (
 )
 from .failures import ChapterError, ParameterRejected, _chapter_error
 from .files import new_temp_file, stale_temp_files, write_atomic
+from .progress import drop_progress_frames
 from .scorecard import EXECUTION_KEYS, PARAMETER_SET_ENV, PARAMETER_SETS
 from .validation import check_choice
 
@@ -168,11 +170,19 @@ def execute_chapter(
         tmp.unlink(missing_ok=True)
         raise
     try:
+        _drop_frames(tmp)
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)  # gone after a successful replace; never left behind
     failed.unlink(missing_ok=True)
     return final
+
+
+def _drop_frames(path: Path) -> None:
+    """The kept notebook without progress-bar frames (the log had them; a page shows none)."""
+    nb = nbformat.read(path, as_version=4)
+    if drop_progress_frames(nb):
+        nbformat.write(nb, path)
 
 
 @contextlib.contextmanager
