@@ -12,7 +12,7 @@ CFF    := .venv-cff
 CFF_STAMP := $(CFF)/.installed
 WORKFLOWS := $(wildcard .github/workflows/*.yml)
 
-.PHONY: book test lint format venv clean distclean
+.PHONY: book test paper lint format venv clean distclean
 
 book: $(STAMP) _build/.lib-stamp
 	$(BIN)/jupyter-book build -W -n --keep-going .
@@ -25,6 +25,11 @@ _build/.lib-stamp: $(LIB) requirements.txt pyproject.toml
 	rm -rf $(CACHE) _build/.doctrees
 	mkdir -p _build
 	touch $@
+
+# The paper sets of every chapter that can run here, kept in results/paper/ (dufm.archive): about
+# 70 minutes on 2 CPU cores; a chapter that fails keeps its earlier kept run.
+paper: $(STAMP)
+	$(BIN)/python -m dufm.run --params paper --archive --out _build/paper-runs
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest tests

@@ -326,9 +326,12 @@ def test_a_signal_during_a_run_keeps_the_earlier_result_and_leaves_no_file(tmp_p
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # the runner's own handling is tested, not an environment that ignores SIGINT (a job
+        # started in the background inherits an ignored SIGINT)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
-    while len(list(out_dir.iterdir())) < 2 and time.monotonic() < deadline:
+    while not list(out_dir.glob(".ch.*.tmp.ipynb")) and time.monotonic() < deadline:
         time.sleep(0.2)  # the temporary notebook appears once the kernel runs
     time.sleep(1.0)
     proc.send_signal(signum)
@@ -442,3 +445,101 @@ def test_an_out_folder_that_cannot_be_made_is_a_usage_error(tmp_path, capsys, ca
     assert run.main([str(chapter), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --out ") and "Traceback" not in err
+
+
+def test_a_second_run_of_the_same_chapter_into_the_same_folder_stops_naming_the_first(
+    tmp_path, capsys
+):
+    chapter = write_chapter(tmp_path, "ch", "print(a)")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out_dir / ".ch.lock").write_text(f"{other.pid}\n")  # a live run holds the chapter
+        with pytest.raises(ValueError, match=rf"another run of chapter ch .*process {other.pid}"):
+            execute_chapter(chapter, {}, out_dir)
+        assert run.main([str(chapter), "--out", str(out_dir)]) == 2
+        err = capsys.readouterr().err
+        [line] = [x for x in err.splitlines() if x.startswith("error:")]
+        assert f"process {other.pid}" in line and "use another --out" in line
+        assert not (out_dir / "ch.ipynb").exists()
+    finally:
+        other.kill()
+        other.wait()
+    execute_chapter(chapter, {}, out_dir)  # its process is gone: the lock is stale, and cleared
+    assert sorted(p.name for p in out_dir.iterdir()) == ["ch.ipynb"]  # and no lock left
+
+
+def test_a_partial_notebook_cut_short_is_not_kept_and_the_error_says_so(tmp_path, monkeypatch):
+    chapter = write_chapter(tmp_path, "ch", "print(a)")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "ch.ipynb").write_text("good")
+
+    def full_disk(nb, output_path, **kwargs):
+        Path(output_path).write_text('{"cells": [{"cell_type": "code", "sou')  # cut short
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(run.papermill, "execute_notebook", full_disk)
+    with pytest.raises(ChapterError) as info:
+        execute_chapter(chapter, {}, out_dir)
+    message = str(info.value)
+    assert "No space left on device" in message
+    assert "no partial notebook kept: it was cut short while being written" in message
+    assert "partial output" not in message
+    assert sorted(p.name for p in out_dir.iterdir()) == ["ch.ipynb"]
+    assert (out_dir / "ch.ipynb").read_text() == "good"
+
+
+def test_a_partial_notebook_written_whole_is_kept(tmp_path):
+    chapter = write_chapter(tmp_path, "ch", "raise RuntimeError('boom')")
+    out_dir = tmp_path / "out"
+    with pytest.raises(ChapterError, match="partial output: .*ch.failed.ipynb"):
+        execute_chapter(chapter, {}, out_dir)
+    nbformat.read(out_dir / "ch.failed.ipynb", as_version=4)  # valid JSON, a whole notebook
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["--params", "book"], "--params book"),
+        (["--params", "paper", "-p", "a", "2"], "--params paper -p a"),
+    ],
+)
+def test_archive_keeps_the_paper_set_only(tmp_path, capsys, args, shown):
+    chapter = write_chapter(tmp_path, "ch", "print(a)")
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "ch.yml").write_text("ci: {}\npaper: {a: 3}\n")
+    status = run.main([str(chapter), "--archive", "--out", str(tmp_path / "out"), *args])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert f"error: --archive is not allowed with {shown}" in err
+    assert "keeps runs of the paper set only" in err
+    assert not (tmp_path / "out").exists()
+
+
+ARCHIVED = """
+from dufm.scorecard import record
+record("01_deep_ufm", "Proposition 1", verdict="reproduced", measured=f"a = {a}",
+       setting="paper", facts={"device": "cpu", "dtype": "float64", "settled": True})
+"""
+
+
+def test_archive_keeps_a_finished_paper_run_in_results_paper(tmp_path, monkeypatch, capsys):
+    book = tmp_path / "book"
+    (book / "chapters" / "params").mkdir(parents=True)
+    (book / "intro.md").write_text("# intro\n")
+    (book / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n  - file: chapters/01_deep_ufm\n"
+    )
+    write_chapter(book / "chapters", "01_deep_ufm", ARCHIVED)
+    (book / "chapters" / "params" / "01_deep_ufm.yml").write_text("ci: {}\npaper: {a: 3}\n")
+    monkeypatch.chdir(book)
+    assert run.main(["--params", "paper", "--archive", "--out", "runs"]) == 0
+    kept = json.loads((book / "results/paper/records/01_deep_ufm.json").read_text())
+    entry = kept["records"]["results"]["Proposition 1"]
+    assert entry["measured"] == "a = 3" and entry["parameter_set"] == "paper"
+    assert kept["run"]["device"] == "cpu" and kept["run"]["wall_s"] > 0
+    index = (book / "results/paper/README.md").read_text()
+    assert "| 01_deep_ufm |" in index and "Proposition 1: reproduced" in index
+    assert "kept " in capsys.readouterr().err

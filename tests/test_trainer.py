@@ -387,3 +387,18 @@ def test_numpy_seeds_and_sizes_are_accepted():
     )
     assert torch.equal(result.losses, plain.losses)
     assert [type(r.seed) for r in result.configs] == [int] * 3
+
+
+def test_a_block_whose_runs_have_settled_stops_taking_steps(monkeypatch):
+    import dufm._engine as engine
+
+    monkeypatch.setattr(engine, "CPU_BLOCK_BYTES", 1)  # one block per run
+    kwargs = dict(steps=60000, record_every=100, tol=1e-9, progress=False)
+    both = train(K, n, 1, 4, [0.1, 0.002], seeds=[0, 1], **kwargs)
+    fast, slow = both.run_steps
+    assert both.converged and fast < slow == both.steps_done
+    alone = train(K, n, 1, 4, 0.1, seeds=[0], **kwargs)
+    assert alone.steps_done == fast  # it stopped where it would have stopped alone
+    for P, Q in zip(both.run_params(0), alone.run_params(0), strict=True):
+        assert torch.equal(P, Q)
+    assert float(both.losses[0, -1]) == float(alone.losses[0, -1])

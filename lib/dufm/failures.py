@@ -31,7 +31,14 @@ class ChapterError(RuntimeError):
         self.ename, self.evalue, self.partial = ename, evalue, partial
         self.exec_count = exec_count
         self.kernel_traceback = list(kernel_traceback or ())
+        self.partial_note = ""
         super().__init__(self._message())
+
+    def without_partial(self, why: str) -> ChapterError:
+        """The same error, saying why no partial notebook was kept (``why``)."""
+        self.partial, self.partial_note = None, why
+        self.args = (self._message(),)
+        return self
 
     def _message(self) -> str:
         where = "execution"
@@ -45,6 +52,8 @@ class ChapterError(RuntimeError):
             lines += ["failing cell:"] + ["    " + line for line in shown]
         if self.partial is not None:
             lines.append(f"partial output: {self.partial}")
+        elif self.partial_note:
+            lines.append(self.partial_note)
         return "\n".join(lines)
 
 

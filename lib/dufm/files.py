@@ -11,11 +11,20 @@ delete) from one a running process is still writing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
-__all__ = ["default_file_mode", "new_temp_file", "stale_temp_files", "write_atomic"]
+__all__ = [
+    "LockHeld",
+    "default_file_mode",
+    "hold_lock",
+    "new_temp_file",
+    "stale_temp_files",
+    "write_atomic",
+]
 
 
 def default_file_mode() -> int:
@@ -74,3 +83,46 @@ def stale_temp_files(folder: str | os.PathLike, prefix: str, suffix: str) -> lis
         if not (head.isdigit() and _alive(int(head))):
             stale.append(path)
     return stale
+
+
+class LockHeld(ValueError):
+    """Another live process holds the lock file (its id is ``pid``)."""
+
+    def __init__(self, path: Path, pid: int):
+        self.path, self.pid = path, pid
+        if pid < 0:
+            super().__init__(f"{path} stays empty: remove it if no run is using it")
+        else:
+            super().__init__(f"{path} is held by process {pid}")
+
+
+@contextlib.contextmanager
+def hold_lock(path: str | os.PathLike):
+    """Hold the lock file ``path`` (created exclusively, holding this process's id) for the
+    block, and remove it after. A lock whose process has exited (killed) is stale: it is
+    cleared and taken. Raises ``LockHeld`` while a live process holds it."""
+    path = Path(path)
+    for _ in range(20):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, default_file_mode())
+        except FileExistsError:
+            try:
+                text = path.read_text().strip()
+            except FileNotFoundError:  # released meanwhile: try again
+                continue
+            if not text:  # its writer has not written its id yet
+                time.sleep(0.05)
+                continue
+            if text.isdigit() and _alive(int(text)) and int(text) != os.getpid():
+                raise LockHeld(path, int(text)) from None
+            path.unlink(missing_ok=True)  # stale: its process is gone (or it is unreadable)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+        break
+    else:
+        raise LockHeld(path, -1)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)

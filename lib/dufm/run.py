@@ -6,7 +6,12 @@ A chapter is a jupytext MyST notebook (``chapters/<stem>.md``) with one cell tag
 ``parameters``. The runner converts it with jupytext, checks each given name against the names
 papermill finds in that cell, executes it with papermill in the chapter's folder, and writes
 ``<out>/<stem>.ipynb`` atomically: a failed or interrupted run never replaces a good earlier
-result (a failed run's partial notebook is kept as ``<out>/<stem>.failed.ipynb``).
+result (a failed run's partial notebook is kept as ``<out>/<stem>.failed.ipynb`` when it was
+written whole; one cut short, e.g. by a full disk, is dropped and the error says so). A run holds
+``<out>/.<stem>.lock`` (its process id) while it runs: a second run of the same chapter into the
+same folder stops at once with one line naming the first (a lock left by a killed run is
+cleared). ``--params paper --archive`` also keeps each chapter's finished run in
+``results/paper/`` (``dufm.archive``; ``make paper``).
 
 Parameter sets (``--params``): ``book`` is the notebook's own defaults; ``ci`` and ``paper`` are
 read from ``chapters/params/<stem>.yml`` (top-level keys ``ci``, ``paper``, optionally ``book``);
@@ -25,6 +30,7 @@ Examples::
     python -m dufm.run chapters/01_deep_ufm.md -p steps 20000 -p device cuda --out runs/
     python -m dufm.run --params paper --device cuda --out runs/
     python -m dufm.run chapters/05_dnc_prevalence.md --scheduler tcp://host:8786
+    python -m dufm.run --params paper --archive        # what make paper runs
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -43,6 +50,7 @@ from pathlib import Path
 import nbformat
 import papermill
 
+from . import archive
 from .book import (
     SET_NAMES,
     _read_chapter,
@@ -54,9 +62,9 @@ from .book import (
     toc_documents,
 )
 from .failures import ChapterError, ParameterRejected, _chapter_error
-from .files import new_temp_file, stale_temp_files, write_atomic
+from .files import LockHeld, hold_lock, new_temp_file, stale_temp_files, write_atomic
 from .progress import drop_progress_frames
-from .scorecard import EXECUTION_KEYS, PARAMETER_SET_ENV, PARAMETER_SETS
+from .scorecard import EXECUTION_KEYS, PARAMETER_SET_ENV, PARAMETER_SETS, _book_root
 from .validation import check_choice
 
 __all__ = [
@@ -137,10 +145,22 @@ def execute_chapter(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"--out {out} cannot be created: {err.strerror}") from None
-    final, failed = out / f"{path.stem}.ipynb", out / f"{path.stem}.failed.ipynb"
-    for target in (final, failed):
+    for target in (out / f"{path.stem}.ipynb", out / f"{path.stem}.failed.ipynb"):
         if target.is_dir():
             raise ValueError(f"--out {out} is not allowed: {target} is a folder, not a notebook")
+    try:
+        with hold_lock(out / f".{path.stem}.lock"):
+            return _execute(path, nb, parameters, out, kernel_name, parameter_set_name)
+    except LockHeld as err:
+        raise ValueError(
+            f"--out {out}: another run of chapter {path.stem} is writing there (process "
+            f"{err.pid}, lock file {err.path}); wait for it to end or use another --out"
+        ) from None
+
+
+def _execute(path, nb, parameters, out, kernel_name, parameter_set_name) -> Path:
+    """``execute_chapter`` once the chapter's lock in ``out`` is held."""
+    final, failed = out / f"{path.stem}.ipynb", out / f"{path.stem}.failed.ipynb"
     prefix, suffix = f".{path.stem}.", ".tmp.ipynb"
     for stale in stale_temp_files(out, prefix, suffix):
         stale.unlink(missing_ok=True)
@@ -164,8 +184,9 @@ def execute_chapter(
                 extra_arguments=_kernel_arguments(kernel_name),
             )
     except Exception as err:
-        _keep_partial(tmp, failed)
-        raise _chapter_error(path.stem, err, failed if failed.exists() else None) from None
+        why = _keep_partial(tmp, failed)
+        error = _chapter_error(path.stem, err, failed if failed.exists() else None)
+        raise (error.without_partial(why) if why else error) from None
     except BaseException:  # KeyboardInterrupt, SIGTERM, SystemExit: drop the half-written file
         tmp.unlink(missing_ok=True)
         raise
@@ -199,13 +220,18 @@ def _environment(name: str, value: str):
             os.environ[name] = previous
 
 
+def records_target(out_dir: str | os.PathLike) -> Path:
+    """Where a finished chapter's records go: ``$DUFM_RECORDS``, else ``<out_dir>/records``."""
+    return Path(os.environ.get("DUFM_RECORDS") or Path(out_dir) / "records")
+
+
 @contextlib.contextmanager
 def _records_in(folder: Path, stage: Path):
     """The chapter's scorecard records are written to ``stage`` (a temporary folder in the out
     folder) and moved to ``$DUFM_RECORDS`` if the user set it, else to ``folder``
     (``<out>/records``), only when the block ends without an exception; ``stage`` is removed
     either way, so a failed or interrupted chapter leaves its earlier records as they were."""
-    target = Path(os.environ.get("DUFM_RECORDS") or folder)
+    target = records_target(folder.parent)
     previous = os.environ.get("DUFM_RECORDS")
     os.environ["DUFM_RECORDS"] = str(stage.resolve())
     try:
@@ -222,13 +248,22 @@ def _records_in(folder: Path, stage: Path):
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _keep_partial(tmp: Path, failed: Path) -> None:
-    """Move a failed run's partial notebook to ``failed`` (drop it if papermill wrote nothing)."""
-    if tmp.stat().st_size:
-        os.replace(tmp, failed)
-    else:
+def _keep_partial(tmp: Path, failed: Path) -> str:
+    """Move a failed run's partial notebook to ``failed`` (one rename: a reader sees the whole
+    notebook or none), if papermill wrote it whole; otherwise drop it (and any older
+    ``failed``) and return why, for the error message (empty when it was kept or was empty)."""
+    failed.unlink(missing_ok=True)
+    if not tmp.stat().st_size:
         tmp.unlink()
-        failed.unlink(missing_ok=True)
+        return ""
+    try:
+        nbformat.read(tmp, as_version=4)
+    except Exception as err:  # noqa: BLE001 - cut short (a full disk) or otherwise unreadable
+        tmp.unlink()
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        return f"no partial notebook kept: it was cut short while being written ({reason})"
+    os.replace(tmp, failed)
+    return ""
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -260,6 +295,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("runs"), help="output folder")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
     parser.add_argument(
+        "--archive",
+        action="store_true",
+        help="with --params paper: keep each finished chapter's run in results/paper/ "
+        "(default chapters: those whose paper set can run on this machine)",
+    )
+    parser.add_argument(
         "--debug", action="store_true", help="show Python tracebacks of errors (default: one line)"
     )
     return parser
@@ -286,12 +327,19 @@ def _set_name(params: str, overrides: Mapping) -> str:
 
 def _plan(args: argparse.Namespace) -> list[tuple[Path, dict, str]]:
     """Chapters with their parameters and set name, all checked before anything runs."""
-    chapters = args.chapters or toc_chapters(Path.cwd())
     overrides = {name: parse_value(value, name) for name, value in args.parameter}
     if args.device is not None:
         overrides["device"] = args.device
     if args.scheduler is not None:
         overrides["scheduler"] = args.scheduler
+    if args.archive and _set_name(args.params, overrides) != "paper":
+        given = " ".join(f"-p {k}" for k in sorted(set(overrides) - EXECUTION_KEYS))
+        raise ValueError(
+            f"--archive is not allowed with --params {args.params}{' ' + given if given else ''}"
+            ": it keeps runs of the paper set only (--params paper, with no -p value that "
+            f"changes what is measured; allowed: {', '.join(sorted(EXECUTION_KEYS))})"
+        )
+    chapters = args.chapters or _default_chapters(args.archive, overrides.get("device"))
     check_out_dir(args.out)
     _check_kernel(args.kernel)
     plan = []
@@ -301,6 +349,22 @@ def _plan(args: argparse.Namespace) -> list[tuple[Path, dict, str]]:
         check_parameters(chapter.stem, nb, parameters)
         plan.append((chapter, parameters, _set_name(args.params, overrides)))
     return plan
+
+
+def _default_chapters(archiving: bool, device) -> list[Path]:
+    """Every chapter of ``_toc.yml``; when archiving on a machine without the GPU a chapter's
+    paper set needs (``archive.NOT_KEPT``), that chapter is left out with a line saying why."""
+    chapters = toc_chapters(Path.cwd())
+    if not archiving or str(device or "cpu").startswith("cuda"):
+        return chapters
+    kept = []
+    for chapter in chapters:
+        if chapter.stem in archive.NOT_KEPT:
+            why = archive.NOT_KEPT[chapter.stem]
+            print(f"== {chapter.stem} left out: its paper set {why}", file=sys.stderr)
+        else:
+            kept.append(chapter)
+    return kept
 
 
 class _Signalled(KeyboardInterrupt):
@@ -374,7 +438,10 @@ def _main(args: argparse.Namespace) -> int:
     for chapter, parameters, set_name in plan:
         print(f"== {chapter.stem} with {parameters or 'its defaults'}", file=sys.stderr)
         try:
+            start = time.monotonic()
             print(execute_chapter(chapter, parameters, args.out, args.kernel, set_name))
+            if args.archive:
+                _archive(chapter, args.out, time.monotonic() - start, set_name)
         except ParameterRejected as err:
             _report(err, args.debug)
             status = 2
@@ -390,6 +457,16 @@ def _main(args: argparse.Namespace) -> int:
             print(f"interrupted ({name}) in {chapter.stem}; earlier results kept", file=sys.stderr)
             return 128 + signum
     return status
+
+
+def _archive(chapter: Path, out: Path, wall_s: float, set_name: str) -> None:
+    """Keep a finished chapter's paper-set run in ``<book root>/results/paper/``."""
+    root = _book_root(chapter.resolve().parent)
+    if root is None:
+        raise ValueError(f"--archive: no _toc.yml above {chapter}: cannot find the book's folder")
+    records = records_target(out) / f"{chapter.stem}.json"
+    kept = archive.keep_run(chapter.stem, records, root=root, wall_s=wall_s, parameter_set=set_name)
+    print(f"kept {kept} ({wall_s:.0f} s)", file=sys.stderr)
 
 
 if __name__ == "__main__":

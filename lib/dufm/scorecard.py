@@ -291,21 +291,26 @@ def read_records(directory: str | os.PathLike, root: str | os.PathLike | None = 
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise _malformed(chapter, "(file)", f"is not valid JSON ({path}: {err})") from None
-        if not isinstance(data, dict):
-            raise _malformed(chapter, "(file)", f"must hold a mapping ({path})")
-        if data.get("format") != FORMAT:
-            raise _malformed(chapter, "format", f"is {data.get('format')!r}: must be {FORMAT}")
-        if data.get("chapter") != chapter:
-            raise _malformed(
-                chapter, "chapter", f"is {data.get('chapter')!r}: must be the file name"
-            )
-        results = _check_entries(chapter, "results", data.get("results"), verdicts=True)
-        findings = _check_entries(chapter, "findings", data.get("findings", {}), verdicts=False)
+        entries = check_records(chapter, data, path)
         current = source_digest(chapter, root) if root is not None else None
         if current is not None and data.get("source_sha256") != current:
             continue
-        out[chapter] = {"results": results, "findings": findings}
+        out[chapter] = entries
     return out
+
+
+def check_records(chapter: str, data: object, path: str | os.PathLike = "") -> dict:
+    """The ``{"results": ..., "findings": ...}`` of one chapter's records file (parsed JSON
+    ``data``), checked field by field: a ValueError names the chapter and the field."""
+    if not isinstance(data, dict):
+        raise _malformed(chapter, "(file)", f"must hold a mapping ({path})")
+    if data.get("format") != FORMAT:
+        raise _malformed(chapter, "format", f"is {data.get('format')!r}: must be {FORMAT}")
+    if data.get("chapter") != chapter:
+        raise _malformed(chapter, "chapter", f"is {data.get('chapter')!r}: must be the file name")
+    results = _check_entries(chapter, "results", data.get("results"), verdicts=True)
+    findings = _check_entries(chapter, "findings", data.get("findings", {}), verdicts=False)
+    return {"results": results, "findings": findings}
 
 
 def scorecard_rows(records: dict, book_chapters) -> list[dict]:

@@ -6,7 +6,7 @@ chapter), then ``result_details`` (a dropdown a result: the paper's statement wi
 the measured numbers) and ``findings_table``. The text is MyST Markdown, rendered by the page's
 ``Markdown`` outputs (``nb_render_markdown_format: myst`` in ``_config.yml``), so badges and
 math render as in any chapter. ``python -m dufm.scorecard_page readme`` rewrites the README's
-summary line (``make book`` runs it).
+scorecard, the summary line and both verdict columns (``make book`` runs it).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import re
 import sys
 from pathlib import Path
 
+from .archive import kept_rows, read_kept
 from .book import toc_chapters
 from .scorecard import (
     NOT_IN_BOOK,
@@ -41,6 +42,7 @@ BADGES = {
     "not tested here": "dark",
     NOT_RUN: "light",
     NOT_IN_BOOK: "light",
+    "stale": "light",  # a kept paper-set run whose chapter changed since (dufm.archive)
 }
 BOOK_COLUMN, KEPT_COLUMN = "book set (this build)", "paper set (kept run)"
 
@@ -167,10 +169,43 @@ def update_readme(readme: str | os.PathLike, line: str) -> bool:
     return new != text
 
 
+def _text_cell(row: dict | None) -> str:
+    """A verdict in plain text for the README: "reproduced (reduced, book set)"."""
+    if row is None:
+        return NOT_RUN
+    if row.get("note"):
+        return row["note"]
+    if not row.get("setting"):
+        return row["verdict"]
+    return f"{row['verdict']} ({row['setting']}, {row['parameter_set']} set)"
+
+
+def readme_text(rows: list[dict], kept: dict) -> str:
+    """The README's scorecard: the summary line of the book set, then one row a result with
+    the book set's verdict and the kept paper-set run's, each with its setting."""
+    lines = [
+        summary_line(count_verdicts(rows), count_settings(rows)),
+        "",
+        f"| result | {BOOK_COLUMN} | {KEPT_COLUMN} |",
+        "|---|---|---|",
+    ]
+    for row in rows:
+        cells = [row["result"], _text_cell(row), _text_cell(kept.get(row["result"]))]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n" + "\n".join(lines) + "\n"
+
+
 def book_summary(root: str | os.PathLike, directory: str | os.PathLike | None = None) -> str:
     """The summary line of the records of the book at ``root`` (its chapters from _toc.yml)."""
     rows = _book_rows(root, directory)
     return summary_line(count_verdicts(rows), count_settings(rows))
+
+
+def book_readme(root: str | os.PathLike, directory: str | os.PathLike | None = None) -> str:
+    """``readme_text`` of the book at ``root``: this build's records and the kept runs."""
+    rows = _book_rows(root, directory)
+    chapters = [c.stem for c in toc_chapters(Path(root))]
+    return readme_text(rows, kept_rows(read_kept(root, chapters), rows))
 
 
 def book_badges(root: str | os.PathLike, directory: str | os.PathLike | None = None) -> str:
@@ -185,7 +220,8 @@ def _book_rows(root, directory) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    """``python -m dufm.scorecard_page readme``: rewrite the README's summary from the records."""
+    """``python -m dufm.scorecard_page readme``: rewrite the README's scorecard (the summary
+    line and both verdict columns) from this build's records and the kept paper-set runs."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args != ["readme"]:
         print("usage: python -m dufm.scorecard_page readme", file=sys.stderr)
@@ -195,12 +231,12 @@ def main(argv=None) -> int:
         print("error: no _toc.yml here or above: run from the book's folder", file=sys.stderr)
         return 2
     try:
-        line = book_summary(root)
-        changed = update_readme(root / "README.md", line)
+        text = book_readme(root)
+        changed = update_readme(root / "README.md", text)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(("updated" if changed else "unchanged") + f" README.md: {line}")
+    print(("updated" if changed else "unchanged") + " README.md: " + text.splitlines()[1])
     return 0
 
 

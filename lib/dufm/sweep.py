@@ -23,22 +23,21 @@ import hashlib
 import inspect
 import itertools
 import json
-import sys
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from . import trainer
 from .cluster import completed
 from .files import write_atomic
 from .losses import forward
+from .progress import progress_bar
 from .trainer import RunConfig, train
 from .validation import check_bool, check_int, check_nonnegative, check_positive, check_sizes
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: a batch records the steps each run took (run_steps)
 # train() arguments that do not change the numbers a batch produces (beyond rounding): a sweep
 # started on the CPU can be finished on a GPU.
 _NOT_HASHED = ("device", "progress", "compile", "on_divergence")
@@ -70,6 +69,7 @@ class SweepResult:
     batches_trained: int
     batches_loaded: int
     diverged: list = None  # per run: the step of its first non-finite loss, or None
+    run_steps: list = None  # per run: the gradient-descent steps it took (a settled run stops)
 
 
 def grid(seeds, d, lam, init_scale=1.0, lr=None) -> list:
@@ -171,6 +171,7 @@ def _summarise(result) -> dict:
         "record_steps": list(result.record_steps),
         "converged": bool(result.converged),
         "steps_done": int(result.steps_done),
+        "run_steps": [int(s) for s in result.run_steps],
         "diverged": [None if s is None else int(s) for s in diverged],
     }
 
@@ -185,6 +186,7 @@ _PAYLOAD_KEYS = (
     "record_steps",
     "converged",
     "steps_done",
+    "run_steps",
     "diverged",
 )
 
@@ -307,19 +309,13 @@ def run_sweep(
             loaded += 1
 
     done_runs = len(runs) - sum(len(idx) for idx, _, _ in pending)
-    bar = tqdm(
-        total=len(runs),
-        initial=done_runs,
-        disable=not progress,
-        file=sys.stderr,
-        mininterval=5.0,
-        desc="sweep",
-        unit="run",
-    )
+    bar = progress_bar(len(runs), "sweep", show=progress, initial=done_runs, unit="run")
     try:
         kwargs = {**train_kwargs, "on_divergence": "raise" if stop_on_divergence else "record"}
+        # in this process, a batch shows its own bar too (steps done, runs settled)
+        inner = (True,) if progress and executor is None else ()
         jobs = [
-            ((idx, settings, path), (K, n, L, [runs[i] for i in idx], kwargs))
+            ((idx, settings, path), (K, n, L, [runs[i] for i in idx], kwargs, *inner))
             for idx, settings, path in pending
         ]
         for (idx, settings, path), record in completed(_train_batch, jobs, executor):
@@ -342,9 +338,11 @@ def run_sweep(
     return result
 
 
-def _train_batch(K: int, n: int, L: int, runs: list, train_kwargs: dict) -> dict:
+def _train_batch(
+    K: int, n: int, L: int, runs: list, train_kwargs: dict, progress: bool = False
+) -> dict:
     """Train one batch of ``RunConfig`` configurations and return its compact record (the task
-    an executor's worker runs)."""
+    an executor's worker runs); ``progress`` shows the batch's own bar."""
     result = train(
         K,
         n,
@@ -354,7 +352,7 @@ def _train_batch(K: int, n: int, L: int, runs: list, train_kwargs: dict) -> dict
         seeds=[r.seed for r in runs],
         init_scale=[r.init_scale for r in runs],
         lr=[r.lr for r in runs],
-        progress=False,
+        progress=progress,
         **train_kwargs,
     )
     return _summarise(result)
@@ -371,6 +369,7 @@ def _collect(records: dict, idx: list, payload: dict) -> None:
             "record_steps": payload["record_steps"],
             "converged": payload["converged"],
             "diverged": payload["diverged"][j],
+            "run_steps": payload["run_steps"][j],
         }
 
 
@@ -395,4 +394,5 @@ def _assemble(runs: list, records: dict, trained: int, loaded: int) -> SweepResu
         batches_trained=trained,
         batches_loaded=loaded,
         diverged=[r["diverged"] for r in rec],
+        run_steps=[r["run_steps"] for r in rec],
     )

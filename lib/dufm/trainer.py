@@ -18,15 +18,14 @@ gradient) lives in ``dufm.losses`` and is re-exported here.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
-from tqdm import tqdm
 
 from ._engine import _advance, _Block, _block_bounds, _losses, _threads
 from .losses import forward, one_hot_labels
+from .progress import progress_bar
 from .validation import (
     check_activation,
     check_choice,
@@ -94,6 +93,7 @@ class TrainResult:
     stop_reason: str = field(default="")
     diverged: list = field(default_factory=list)  # per run: step of a non-finite loss, or None
     class_sizes: list | None = None
+    run_steps: list = field(default_factory=list)  # per run: the steps it took (tol: fewer)
 
     def run_params(self, i: int) -> list:
         """Run i's matrices [H_1, W_1, ..., W_L] cropped to its own width, float64 on the CPU."""
@@ -213,8 +213,13 @@ def train(
     """Full-batch gradient descent on the deep UFM for R runs at once (Figures 1, 2, 5, 6).
 
     d, lam, init_scale and lr are scalars or one value per seed (R = len(seeds)). The loss is
-    recorded every ``record_every`` steps; with ``tol`` set, training stops early once every
-    run's loss changed by less than ``tol`` (relative) over the last ``record_every`` steps.
+    recorded every ``record_every`` steps; with ``tol`` set, a run whose loss changed by less
+    than ``tol`` (relative) over the last ``record_every`` steps has settled, and training stops
+    early once every run has. On the CPU a cache-sized block of runs stops costing steps as soon
+    as all of its runs have settled (it leaves the batch: its parameters and loss stay as they
+    are), so a batch costs what its runs need, not R times what its slowest run needs;
+    ``TrainResult.run_steps`` holds the steps each run took. The progress bar shows the steps
+    done and how many runs have settled.
     ``params`` optionally gives a starting point (stacked float64 tensors, as ``init_params``
     returns; they are copied, not modified) instead of the random initialisation. A NaN or
     infinite loss raises ``DivergenceError`` naming the diverged runs (``on_divergence="raise"``)
@@ -254,31 +259,43 @@ def train(
 
     record_steps, history = [], []
     converged, reason, step = False, "steps exhausted", 0
-    bar = tqdm(total=steps, disable=not progress, file=sys.stderr, mininterval=5.0, desc="GD")
+    run_steps = [0] * len(runs)
+    bar = progress_bar(steps, "GD", show=progress)
     with _threads(params, dev, compile) as (workers, pool), torch.no_grad():
         bounds = _block_bounds(params, dev, workers)
         blocks = [
             _Block([P[a:b] for P in params], targets, runs[a:b], activation, compile)
             for a, b in bounds
         ]
+        moving = list(range(len(blocks)))  # the blocks that still take steps
         diverged = [None] * len(runs)
         while True:
             current = _losses(blocks, pool)
             live = _note_divergence(current, runs, step, diverged, on_divergence == "raise")
+            settled = torch.zeros(len(runs), dtype=torch.bool)
             if not live:
                 reason = "every run diverged"
             elif history and tol is not None:
                 change = (current - history[-1]).abs() / current.abs().clamp_min(1e-300)
-                if bool((change[live] < tol).all()):
+                settled = (change < tol) | ~torch.isfinite(current)
+                if bool(settled[live].all()):
                     converged, reason = True, f"plateau (relative change < {tol:g})"
+                moving = [b for b in moving if not bool(settled[slice(*bounds[b])].all())]
             record_steps.append(step)
             history.append(current)
             bar.update(step - bar.n)
-            bar.set_postfix(loss=f"{float(current.max()):.6g}", refresh=False)
+            bar.set_postfix(
+                loss=f"{float(current.max()):.6g}",
+                settled=f"{int(settled.sum())}/{len(runs)}",
+                refresh=False,
+            )
             if converged or step == steps or not live:
                 break
             upto = min((step // record_every + 1) * record_every, steps)
-            _advance(blocks, upto - step, pool, workers)
+            _advance([blocks[b] for b in moving], upto - step, pool, workers)
+            for b in moving:
+                for i in range(*bounds[b]):
+                    run_steps[i] += upto - step
             step = upto
     bar.close()
     return TrainResult(
@@ -295,6 +312,7 @@ def train(
         stop_reason=reason,
         diverged=diverged,
         class_sizes=class_sizes,
+        run_steps=run_steps,
     )
 
 
