@@ -61,7 +61,8 @@ $(CFF_STAMP): requirements-cff.txt
 	$(CFF)/bin/python -m pip install --quiet -r requirements-cff.txt
 	touch $@
 
-# clean keeps runs/ (your executed reruns), chapters/_sweeps (finished sweep batches) and .venv;
+# clean keeps runs/ (your executed reruns), results/paper (the kept paper runs), chapters/_sweeps
+# (finished sweep batches) and .venv;
 # distclean also removes the sweep batches, .venv and .venv-cff.
 clean:
 	rm -rf _build .pytest_cache .ruff_cache lib/*.egg-info
