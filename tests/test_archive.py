@@ -80,7 +80,7 @@ def test_a_present_run_is_read_back_and_fills_the_kept_column(book, monkeypatch)
     assert column["Proposition 1"]["setting"] == "paper"
     table = scorecard_page.summary_table(rows, column)
     assert scorecard_page.KEPT_COLUMN in table
-    assert "{bdg-success}`reproduced` paper, paper set" in table
+    assert "{bdg-success}`reproduced` paper, paper |" in table
 
 
 def test_a_run_whose_chapter_changed_since_is_stale_never_current(book, monkeypatch):
@@ -93,6 +93,7 @@ def test_a_run_whose_chapter_changed_since_is_stale_never_current(book, monkeypa
     rows = scorecard.scorecard_rows({}, [CHAPTER])
     cell = archive.kept_rows({CHAPTER: run}, rows)["Proposition 1"]
     assert cell["verdict"] == "stale" and cell["note"] == run.note
+    assert cell["short"].startswith("since 20")
     assert "reproduced" not in scorecard_page.summary_table(rows, {"Proposition 1": cell})
 
 
@@ -104,6 +105,7 @@ def test_an_absent_run_reads_not_run_with_its_reason(book):
     rows = scorecard.scorecard_rows({}, [CHAPTER, "09_real_networks"])
     column = archive.kept_rows(kept, rows)
     assert column["Figure 7"]["note"].startswith("not run: needs a GPU")
+    assert column["Figure 7"]["short"] == "needs a GPU"
 
 
 @pytest.mark.parametrize(

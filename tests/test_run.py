@@ -543,3 +543,22 @@ def test_archive_keeps_a_finished_paper_run_in_results_paper(tmp_path, monkeypat
     index = (book / "results/paper/README.md").read_text()
     assert "| 01_deep_ufm |" in index and "Proposition 1: reproduced" in index
     assert "kept " in capsys.readouterr().err
+
+
+def test_the_injected_parameters_cell_is_shown_as_the_chapters_own(tmp_path):
+    cells = [
+        nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["parameters", "remove-cell"]}),
+        nbformat.v4.new_code_cell("print(a)"),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": KERNELSPEC})
+    jupytext.write(nb, tmp_path / "ch.md", fmt="md:myst")
+    out = execute_chapter(tmp_path / "ch.md", {"a": 2}, tmp_path / "out")
+    executed = nbformat.read(out, as_version=4)
+    [injected] = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert "remove-cell" in injected.metadata["tags"]
+
+
+def test_a_page_run_by_the_runner_reads_the_records_of_the_finished_chapters(tmp_path):
+    chapter = write_chapter(tmp_path, "ch", "import os\nprint(os.environ['DUFM_RECORDS_TARGET'])")
+    out = execute_chapter(chapter, {}, tmp_path / "out")
+    assert outputs(out).strip() == str((tmp_path / "out" / "records").resolve())

@@ -38,12 +38,14 @@ def test_the_summary_table_has_one_row_a_result_and_a_kept_column_when_given():
     table = scorecard_page.summary_table(rows).splitlines()
     assert table[0] == "| result | book set (this build) | chapter |"
     assert len(table) == 2 + len(rows)
-    assert "{bdg-success}`reproduced` paper, book set" in table[2]
+    assert "{bdg-success}`reproduced` paper, book |" in table[2]
     assert "{ref}`Theorem 1 <result-theorem-1>`" in table[2]
-    kept = {"Theorem 1": {"verdict": "not run", "note": "stale: chapter changed since 2026-12-01"}}
+    note = "stale: chapter changed since 2026-12-01"
+    kept = {"Theorem 1": {"verdict": "stale", "note": note, "short": "since 2026-12-01"}}
     table = scorecard_page.summary_table(rows, kept).splitlines()
     assert table[0] == "| result | book set (this build) | paper set (kept run) | chapter |"
-    assert "{bdg-light}`not run` stale: chapter changed since 2026-12-01" in table[2]
+    assert "{bdg-light}`stale` since 2026-12-01 |" in table[2]
+    assert note in scorecard_page.result_details(rows, kept)  # the whole reason below
     assert table[3].count("{bdg-light}`not run`") == 1  # no kept record at all
 
 

@@ -36,6 +36,7 @@ FORMAT = 1
 NOT_KEPT = {
     "09_real_networks": "needs a GPU and the MNIST or CIFAR-10 files",
 }
+NOT_KEPT_SHORT = {"09_real_networks": "needs a GPU"}  # the scorecard table's few words
 NO_RUN_YET = "no kept run yet (make paper)"
 RUN_FIELDS = ("commit", "date", "cpu", "cores", "gpu", "torch", "device", "dtype", "wall_s")
 
@@ -175,8 +176,12 @@ def kept_rows(kept: dict, rows: list[dict]) -> dict:
                 note = "not run: the kept run has no record of it"
             else:
                 note = run.note
-            verdict = "stale" if run is not None and run.status == "stale" else "not run"
-            out[row["result"]] = {"verdict": verdict, "note": note, "measured": ""}
+            stale = run is not None and run.status == "stale"
+            verdict = "stale" if stale else "not run"
+            short = (
+                f"since {run.run['date'][:10]}" if stale else NOT_KEPT_SHORT.get(row["chapter"], "")
+            )
+            out[row["result"]] = {"verdict": verdict, "note": note, "short": short, "measured": ""}
             continue
         out[row["result"]] = {**entry, "result": row["result"], "chapter": row["chapter"]}
     return out

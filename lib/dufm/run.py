@@ -64,7 +64,13 @@ from .book import (
 from .failures import ChapterError, ParameterRejected, _chapter_error
 from .files import LockHeld, hold_lock, new_temp_file, stale_temp_files, write_atomic
 from .progress import drop_progress_frames
-from .scorecard import EXECUTION_KEYS, PARAMETER_SET_ENV, PARAMETER_SETS, _book_root
+from .scorecard import (
+    EXECUTION_KEYS,
+    PARAMETER_SET_ENV,
+    PARAMETER_SETS,
+    RECORDS_TARGET_ENV,
+    _book_root,
+)
 from .validation import check_choice
 
 __all__ = [
@@ -200,9 +206,19 @@ def _execute(path, nb, parameters, out, kernel_name, parameter_set_name) -> Path
 
 
 def _drop_frames(path: Path) -> None:
-    """The kept notebook without progress-bar frames (the log had them; a page shows none)."""
+    """The kept notebook without progress-bar frames (the log had them; a page shows none),
+    and with papermill's injected-parameters cell shown as the chapter shows its own
+    ``parameters`` cell (a page that removes that cell removes the injected one too)."""
     nb = nbformat.read(path, as_version=4)
-    if drop_progress_frames(nb):
+    changed = drop_progress_frames(nb) > 0
+    tags = [set(c.metadata.get("tags", [])) for c in nb.cells]
+    shown = next((t for t in tags if "parameters" in t), set())
+    display = {t for t in shown if t.startswith(("remove-", "hide-"))}
+    for cell, cell_tags in zip(nb.cells, tags, strict=True):
+        if "injected-parameters" in cell_tags and display - cell_tags:
+            cell.metadata["tags"] = sorted(cell_tags | display)
+            changed = True
+    if changed:
         nbformat.write(nb, path)
 
 
@@ -234,6 +250,8 @@ def _records_in(folder: Path, stage: Path):
     target = records_target(folder.parent)
     previous = os.environ.get("DUFM_RECORDS")
     os.environ["DUFM_RECORDS"] = str(stage.resolve())
+    published = os.environ.get(RECORDS_TARGET_ENV)
+    os.environ[RECORDS_TARGET_ENV] = str(target.resolve())  # what the scorecard page reads
     try:
         yield
         if stage.is_dir():
@@ -245,6 +263,10 @@ def _records_in(folder: Path, stage: Path):
             del os.environ["DUFM_RECORDS"]
         else:
             os.environ["DUFM_RECORDS"] = previous
+        if published is None:
+            del os.environ[RECORDS_TARGET_ENV]
+        else:
+            os.environ[RECORDS_TARGET_ENV] = published
         shutil.rmtree(stage, ignore_errors=True)
 
 

@@ -78,6 +78,18 @@ def records_dir(start: str | os.PathLike | None = None) -> Path:
     return root / "_build" / "records"
 
 
+RECORDS_TARGET_ENV = "DUFM_RECORDS_TARGET"
+
+
+def published_records_dir(start: str | os.PathLike | None = None) -> Path:
+    """Where the finished chapters' records are read from (the scorecard page): while the
+    runner executes a page, ``$DUFM_RECORDS`` is that page's own staging folder and
+    ``$DUFM_RECORDS_TARGET`` the folder the finished chapters' records went to; else
+    ``records_dir``."""
+    target = os.environ.get(RECORDS_TARGET_ENV)
+    return Path(target) if target else records_dir(start)
+
+
 def _check_text(name: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name}={value!r} is not allowed: must be a non-empty string")

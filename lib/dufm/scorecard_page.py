@@ -61,20 +61,16 @@ def plain(text: str) -> str:
 
 
 def _cell(row: dict | None) -> str:
-    """A verdict cell: the badge, then in a few words what it was measured on (or why there is
-    no verdict): "reduced, book set; mnist-5k, mlp"."""
+    """A verdict cell, one line: the badge, then the setting and the parameter set ("reduced,
+    book"), or in a few words why there is no verdict; the dropdowns below say the rest."""
     if row is None:
         return badge(NOT_RUN)
     if row.get("note"):
-        return f"{badge(row['verdict'])} {plain(row['note'])}"
+        short = row.get("short", row["note"])  # the table's few words; the dropdown has all
+        return f"{badge(row['verdict'])} {plain(short)}".rstrip()
     if not row.get("setting"):
         return badge(row["verdict"])
-    facts = row.get("facts") or {}
-    what = [str(facts[k]) for k in ("dataset", "model", "backbone") if k in facts]
-    short = f"{row['setting']}, {row['parameter_set']} set" + (
-        f"; {', '.join(what)}" if what else ""
-    )
-    return f"{badge(row['verdict'])} {plain(short)}"
+    return f"{badge(row['verdict'])} {plain(row['setting'] + ', ' + row['parameter_set'])}"
 
 
 def _chapter_link(chapter: str | None) -> str:
