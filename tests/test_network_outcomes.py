@@ -10,6 +10,8 @@ from dufm.losses import forward
 from dufm.network_outcomes import (
     LAYER_METRICS,
     RANK_RTOL,
+    any_run_verdict,
+    check_chapter_parameters,
     head_layer_metrics,
     layer_metric_rows,
     rank_trend,
@@ -209,3 +211,36 @@ def test_layer_metric_rows_give_one_row_per_head_layer():
         layer_metric_rows(values, 1, ["rank"])
     with pytest.raises(ValueError, match="names='DNC1'"):
         layer_metric_rows(values, 0, ["DNC1"])
+
+
+def test_a_claim_some_run_shows_needs_a_settled_run_that_shows_it():
+    assert any_run_verdict([True, False], [True, False]) == "reproduced"
+    assert any_run_verdict([False, False], [True, True]) == "not reproduced"
+    assert any_run_verdict([True, False], [False, True]) == "not settled"  # may still fall
+    assert any_run_verdict([False, False], [True, False]) == "not settled"
+    with pytest.raises(ValueError, match="settled"):
+        any_run_verdict([True], [True, True])
+
+
+def test_the_chapter_parameter_check_names_the_bad_parameter():
+    good = dict(
+        dataset="mnist-5k", data_dir="", n_per_class=50, standardise=True, backbone="mlp",
+        mlp_hidden=[128], d=64, L_linear=3, L_relu=4, L_standard=3, lam_W=5e-3, lam_H=1e-6,
+        lam=1e-2, lr_linear=0.35, lr_relu=0.4, lr_standard=0.1, warmup_steps=200, steps=10,
+        steps_relu=10, steps_standard=10, batch_size=0, init_scales=[0.3], seeds=[0],
+        init_scale=0.5, seed=0, record_every=2, snapshots=4, settle_tol=2e-3,
+        sv_threshold=1e-6, margin_tol=1e-4, trend_alpha=0.05, torch_threads=1, device="cpu",
+        dtype="float32",
+    )  # fmt: skip
+    check_chapter_parameters(good)
+    for name, value, message in [
+        ("dataset", "svhn", "dataset='svhn' is not allowed"),
+        ("data_dir", "", "data_dir='' is not allowed"),
+        ("steps_standard", 0, "steps_standard=0 is not allowed"),
+        ("seeds", [0, -1], "seeds\\[1\\]=-1 is not allowed"),
+        ("settle_tol", 0.0, "settle_tol=0.0 is not allowed"),
+        ("snapshots", 1, "snapshots=1 is not allowed"),
+    ]:
+        bad = {**good, name: value, **({"dataset": "mnist"} if name == "data_dir" else {})}
+        with pytest.raises(ValueError, match=message):
+            check_chapter_parameters(bad)

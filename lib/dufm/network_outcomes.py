@@ -16,7 +16,8 @@ For the runs of a ``dufm.networks.train_network`` result:
   within a tolerance, ``dufm.checks.loss_settled``);
 - ``verdict``: a result's verdict from a settled measurement;
 - ``snapshot_schedule``: log-spaced steps at which to measure the metrics during training;
-- ``layer_metric_rows``: the final metrics of one run, one table row per head layer.
+- ``layer_metric_rows``: the final metrics of one run, one table row per head layer;
+- ``check_chapter_parameters``: chapter 9's parameter check.
 
 Ranks use the book's one cut-off, ``dufm.metrics.numerical_rank`` at its default ``RANK_RTOL``.
 """
@@ -41,7 +42,19 @@ from .metrics import (
 )
 from .stats import increasing_trend_pvalue
 from .structures import expand_classes, simplex_matrix
-from .validation import _fail, check_activation, check_int, check_nonnegative, check_positive
+from .validation import (
+    _fail,
+    check_activation,
+    check_bool,
+    check_choice,
+    check_device,
+    check_dtype,
+    check_int,
+    check_int_list,
+    check_nonnegative,
+    check_number_list,
+    check_positive,
+)
 
 # The per-layer metrics of ``head_layer_metrics``: the rank, the paper's DNC1-3, the field's.
 PAPER_METRICS = ("rank", "DNC1", "DNC2", "DNC3")
@@ -236,3 +249,47 @@ def layer_metric_rows(metrics: dict, r: int, names=LAYER_METRICS, label: str = "
         [label, f"H_{j + 1}", *(_format_metric(m, float(metrics[m][r, j])) for m in names)]
         for j in range(L)
     ]
+
+
+def any_run_verdict(holds, settled) -> str:
+    """The verdict of a claim that some run shows (e.g. "gradient descent reaches a low-rank
+    solution below the DNC bound"), from one ``holds`` and one ``settled`` flag per run:
+    "reproduced" when a settled run shows it; "not reproduced" when every run settled and none
+    shows it; else "not settled" (a run that still moves may yet show it)."""
+    holds, settled = [bool(h) for h in holds], [bool(s) for s in settled]
+    if not holds or len(holds) != len(settled):
+        _fail("settled", settled, f"must hold one flag per run ({len(holds)} runs)")
+    if any(h and s for h, s in zip(holds, settled, strict=True)):
+        return "reproduced"
+    return "not reproduced" if all(settled) else "not settled"
+
+
+def check_chapter_parameters(p) -> None:
+    """Check chapter 9's parameters (a mapping such as the notebook's ``globals()``), each by
+    its own name, before any computation: a bad value raises a ValueError naming the
+    parameter, its value and what is allowed (``dufm.validation``)."""
+    from .backbones import BACKBONES
+    from .data import DATASETS
+
+    check_choice("dataset", p["dataset"], DATASETS)
+    if p["dataset"] in ("mnist", "cifar10") and not p["data_dir"]:
+        _fail("data_dir", p["data_dir"], f"must name the folder that holds {p['dataset']} "
+              "(README: Data sets)")  # fmt: skip
+    check_choice("backbone", p["backbone"], BACKBONES)
+    check_bool("standardise", p["standardise"])
+    check_int_list("mlp_hidden", p["mlp_hidden"], 1)
+    check_int_list("seeds", p["seeds"], 0)
+    check_number_list("init_scales", p["init_scales"], positive=True)
+    check_int("d", p["d"], 10)
+    check_int("snapshots", p["snapshots"], 2)
+    for name in ("L_linear", "L_relu", "L_standard", "steps", "steps_relu", "steps_standard",
+                 "record_every", "torch_threads"):  # fmt: skip
+        check_int(name, p[name], 1)
+    for name in ("n_per_class", "batch_size", "warmup_steps", "seed"):
+        check_int(name, p[name], 0)
+    for name in ("lam_W", "lam_H", "lam", "lr_linear", "lr_relu", "lr_standard",
+                 "init_scale", "settle_tol", "margin_tol", "trend_alpha"):  # fmt: skip
+        check_positive(name, p[name])
+    check_nonnegative("sv_threshold", p["sv_threshold"])
+    check_device(p["device"])
+    check_dtype(p["dtype"])
