@@ -9,11 +9,16 @@ from dufm import metrics
 from dufm.losses import forward
 from dufm.network_outcomes import (
     LAYER_METRICS,
+    RANK_RTOL,
+    any_run_verdict,
+    check_chapter_parameters,
     head_layer_metrics,
+    layer_metric_rows,
     rank_trend,
     run_summary,
-    settle_window,
+    runs_settled,
     singular_value_counts,
+    snapshot_schedule,
     trajectories,
     verdict,
 )
@@ -139,7 +144,6 @@ def test_run_summary_measures_the_change_over_the_last_tenth_of_training():
     res = _toy_result()
     res.steps, res.record_steps = 100, list(range(0, 101, 5))
     res.losses = torch.linspace(2.0, 1.0, 21).view(1, -1)  # 0.05 per 5 steps
-    assert settle_window(100) == 10 and settle_window(5) == 1
     assert run_summary(res, 0)["change"] == pytest.approx(0.1)  # from 1.1 at step 90 to 1.0
 
 
@@ -158,3 +162,85 @@ def test_a_verdict_is_drawn_only_from_settled_runs():
     assert verdict(True, True) == "reproduced"
     assert verdict(False, True) == "not reproduced"
     assert verdict(True, False) == verdict(False, False) == "not settled"
+    assert verdict(True, [True, True]) == "reproduced"
+    assert verdict(True, [True, False]) == "not settled"  # one run behind it still moves
+    with pytest.raises(ValueError, match="settled"):
+        verdict(True, [])
+
+
+def test_the_rank_cut_off_is_the_books_one():
+    # the rank of these functions is numerical_rank at its own default, not a cut-off of their own
+    s = torch.tensor([1.0, 0.5 * RANK_RTOL, 2.0 * RANK_RTOL], dtype=torch.float64)
+    H = torch.diag(s).repeat_interleave(2, dim=1).unsqueeze(0)  # K = 3 classes of n = 2
+    assert metrics.numerical_rank(H[0]) == 2
+    out = head_layer_metrics([H, H], [torch.eye(3, dtype=torch.float64).unsqueeze(0)])
+    assert out["rank"].tolist() == [[2]]
+
+
+def test_runs_settled_reads_the_relative_change_over_the_last_tenth():
+    res = _toy_result()
+    res.record_steps = list(range(0, 101, 5))
+    flat = torch.cat([torch.linspace(2.0, 1.0, 19), torch.tensor([1.0, 1.0])])
+    falling = torch.linspace(2.0, 1.0, 21)  # 10 % over the last tenth
+    res.losses = torch.stack([flat, falling])
+    assert runs_settled(res, 1e-3) == [True, False]
+    assert runs_settled(res, 0.2) == [True, True]
+    with pytest.raises(ValueError, match="tol=0"):
+        runs_settled(res, 0)
+
+
+def test_snapshot_schedule_is_log_spaced_from_one_to_the_last_step():
+    points = snapshot_schedule(1000, 4)
+    assert points == [1, 10, 100, 1000]
+    many = snapshot_schedule(50, 30)  # rounding merges the first points: distinct steps only
+    assert many[0] == 1 and many[-1] == 50 and many == sorted(set(many)) and len(many) <= 30
+    assert snapshot_schedule(1, 5) == [1]
+    with pytest.raises(ValueError, match="count=1"):
+        snapshot_schedule(10, 1)
+
+
+def test_layer_metric_rows_give_one_row_per_head_layer():
+    values = {
+        "rank": torch.tensor([[9.0, 4.0]]),
+        "cdnv": torch.tensor([[0.012345, 2.0]]),
+        "self_duality": torch.tensor([[float("nan"), 0.5]]),
+    }
+    rows = layer_metric_rows(values, 0, ["rank", "cdnv", "self_duality"], label="run a")
+    assert rows == [["run a", "H_1", "9", "0.0123", "–"], ["run a", "H_2", "4", "2", "0.5"]]
+    with pytest.raises(ValueError, match="r=1"):
+        layer_metric_rows(values, 1, ["rank"])
+    with pytest.raises(ValueError, match="names='DNC1'"):
+        layer_metric_rows(values, 0, ["DNC1"])
+
+
+def test_a_claim_some_run_shows_needs_a_settled_run_that_shows_it():
+    assert any_run_verdict([True, False], [True, False]) == "reproduced"
+    assert any_run_verdict([False, False], [True, True]) == "not reproduced"
+    assert any_run_verdict([True, False], [False, True]) == "not settled"  # may still fall
+    assert any_run_verdict([False, False], [True, False]) == "not settled"
+    with pytest.raises(ValueError, match="settled"):
+        any_run_verdict([True], [True, True])
+
+
+def test_the_chapter_parameter_check_names_the_bad_parameter():
+    good = dict(
+        dataset="mnist-5k", data_dir="", n_per_class=50, standardise=True, backbone="mlp",
+        mlp_hidden=[128], d=64, L_linear=3, L_relu=4, L_standard=3, lam_W=5e-3, lam_H=1e-6,
+        lam=1e-2, lr_linear=0.35, lr_relu=0.4, lr_standard=0.1, warmup_steps=200, steps=10,
+        steps_relu=10, steps_standard=10, batch_size=0, init_scales=[0.3], seeds=[0],
+        init_scale=0.5, seed=0, record_every=2, snapshots=4, settle_tol=2e-3,
+        sv_threshold=1e-6, margin_tol=1e-4, trend_alpha=0.05, torch_threads=1, device="cpu",
+        dtype="float32",
+    )  # fmt: skip
+    check_chapter_parameters(good)
+    for name, value, message in [
+        ("dataset", "svhn", "dataset='svhn' is not allowed"),
+        ("data_dir", "", "data_dir='' is not allowed"),
+        ("steps_standard", 0, "steps_standard=0 is not allowed"),
+        ("seeds", [0, -1], "seeds\\[1\\]=-1 is not allowed"),
+        ("settle_tol", 0.0, "settle_tol=0.0 is not allowed"),
+        ("snapshots", 1, "snapshots=1 is not allowed"),
+    ]:
+        bad = {**good, name: value, **({"dataset": "mnist"} if name == "data_dir" else {})}
+        with pytest.raises(ValueError, match=message):
+            check_chapter_parameters(bad)

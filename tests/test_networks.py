@@ -333,3 +333,14 @@ def test_snapshots_measure_the_network_after_that_many_steps():
         train_network(X, y, 3, steps=4, snapshot_steps=[1], **kw)
     with pytest.raises(ValueError, match=r"snapshot_steps\[0\]=1.5 is not allowed"):
         train_network(X, y, 3, steps=4, snapshot_steps=[1.5], measure=measure, **kw)
+
+
+def test_the_training_bar_is_the_books_progress_bar(monkeypatch, capfd):
+    X = torch.randn(6, 1, 4, 4, dtype=torch.float64)
+    y = torch.arange(3).repeat_interleave(2)
+    monkeypatch.setenv("DUFM_PROGRESS", "0")  # what a book build sets: no bar
+    train_network(X, y, 3, mlp_hidden=[4], d=4, L=2, steps=3, progress=True)
+    assert "train" not in capfd.readouterr().err
+    monkeypatch.setenv("DUFM_PROGRESS", "1")
+    train_network(X, y, 3, mlp_hidden=[4], d=4, L=2, steps=3, progress=True)
+    assert "train" in capfd.readouterr().err

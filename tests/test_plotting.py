@@ -1,6 +1,7 @@
 """Figure helpers: one legend entry per group of runs, one line per layer."""
 
 import matplotlib.pyplot as plt
+import pytest
 import torch
 
 from dufm.plotting import grouped_loss_curves, layer_singular_values
@@ -26,4 +27,31 @@ def test_layer_singular_values_draw_each_matrix_down_to_the_floor():
     layer_singular_values(ax, [torch.eye(6), rank_two], ["$H_1$", "$Z$"], 5, floor=1e-17)
     assert [line.get_label() for line in ax.lines] == ["$H_1$", "$Z$"]
     assert len(ax.lines[1].get_ydata()) == 5 and min(ax.lines[1].get_ydata()) < 1e-10
+    plt.close(fig)
+
+
+def test_metric_trajectories_draw_each_layer_on_log_axes_with_a_floor():
+    from dufm.plotting import metric_trajectories, metric_trajectory_figure
+
+    steps, nan = [1, 10, 100], float("nan")
+    values = {
+        "rank": torch.tensor([[9.0, 9.0], [7.0, 5.0], [5.0, 4.0]]),
+        "cdnv": torch.tensor([[1.0, 2.0], [0.1, 0.2], [0.0, 1e-3]]),
+        "self_duality": torch.tensor([[nan, 1.0], [nan, 0.5], [nan, 0.1]]),
+    }
+    fig, axes = plt.subplots(1, 3)
+    metric_trajectories(axes, steps, values, ["rank", "cdnv", "self_duality"], ["H_1", "H_2"])
+    assert [ax.get_xscale() for ax in axes] == ["log"] * 3
+    assert [ax.get_yscale() for ax in axes] == ["linear", "log", "log"]
+    assert [line.get_label() for line in axes[0].lines] == ["H_1", "H_2"]
+    assert list(axes[1].lines[0].get_ydata()) == pytest.approx([1.0, 0.1, 1e-8])  # 0 at the floor
+    assert [line.get_label() for line in axes[2].lines] == ["H_2"]  # no line where all nan
+    with pytest.raises(ValueError, match="steps="):
+        metric_trajectories(axes, [0, 1, 2], values, ["rank"], ["H_1", "H_2"])
+    with pytest.raises(ValueError, match="shape"):
+        metric_trajectories(axes, [1, 2], values, ["rank"], ["H_1", "H_2"])
+    plt.close(fig)
+    fig = metric_trajectory_figure(steps, values, ["rank", "cdnv", "self_duality"], ["H_1", "H_2"],
+                                   "a run", ncols=2)  # fmt: skip
+    assert sum(ax.get_visible() for ax in fig.axes) == 3 and len(fig.legends) == 1
     plt.close(fig)

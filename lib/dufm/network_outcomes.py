@@ -9,18 +9,28 @@ For the runs of a ``dufm.networks.train_network`` result:
   against the training step, and ``trajectories`` stacks those snapshots;
 - ``run_summary``: final loss, ranks and singular-value counts of every feature matrix, the
   structure of the logits and the relative loss change over the last tenth of training (the
-  settling test, ``dufm.outcomes.plateau_change``);
+  settling test, ``dufm.checks.loss_tail_change``);
 - ``rank_trend``: whether smaller initial scales end in lower ranks, over seeds (a permutation
   test, ``dufm.stats.increasing_trend_pvalue``);
-- ``verdict``: a result's verdict from a settled measurement.
+- ``runs_settled``: which runs settled (relative loss change over the last tenth of training
+  within a tolerance, ``dufm.checks.loss_settled``);
+- ``verdict``: a result's verdict from a settled measurement;
+- ``snapshot_schedule``: log-spaced steps at which to measure the metrics during training;
+- ``layer_metric_rows``: the final metrics of one run, one table row per head layer;
+- ``check_chapter_parameters``: chapter 9's parameter check.
+
+Ranks use the book's one cut-off, ``dufm.metrics.numerical_rank`` at its default ``RANK_RTOL``.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Iterable
 
 import torch
 
+from .checks import loss_settled, loss_tail_change
 from .metrics import (
     classify_structure,
     dnc1,
@@ -30,10 +40,21 @@ from .metrics import (
     numerical_rank,
     singular_values,
 )
-from .outcomes import plateau_change
 from .stats import increasing_trend_pvalue
 from .structures import expand_classes, simplex_matrix
-from .validation import _fail, check_activation, check_int, check_nonnegative, check_positive
+from .validation import (
+    _fail,
+    check_activation,
+    check_bool,
+    check_choice,
+    check_device,
+    check_dtype,
+    check_int,
+    check_int_list,
+    check_nonnegative,
+    check_number_list,
+    check_positive,
+)
 
 # The per-layer metrics of ``head_layer_metrics``: the rank, the paper's DNC1-3, the field's.
 PAPER_METRICS = ("rank", "DNC1", "DNC2", "DNC3")
@@ -47,6 +68,8 @@ FIELD_METRICS = (
     "ncc_mismatch",
 )
 LAYER_METRICS = PAPER_METRICS + FIELD_METRICS
+# The book's rank cut-off: singular values above this times the largest (numerical_rank's default).
+RANK_RTOL = inspect.signature(numerical_rank).parameters["rtol"].default
 
 
 def _layer_input(H: torch.Tensor, layer: int, activation: str) -> torch.Tensor:
@@ -55,7 +78,7 @@ def _layer_input(H: torch.Tensor, layer: int, activation: str) -> torch.Tensor:
 
 
 def head_layer_metrics(
-    features: list, weights: list, activation: str = "linear", rank_rtol: float = 1e-3
+    features: list, weights: list, activation: str = "linear", rank_rtol: float = RANK_RTOL
 ) -> dict:
     """Every metric of ``LAYER_METRICS`` for each run and head layer l = 1..L (chapter 9).
 
@@ -106,11 +129,6 @@ def trajectories(result) -> dict:
     return {name: torch.stack([s[name] for s in result.snapshots], dim=1) for name in names}
 
 
-def settle_window(steps: int) -> int:
-    """The last tenth of ``steps`` training steps (at least one step): the settling window."""
-    return max(1, check_int("steps", steps, 1) // 10)
-
-
 def singular_value_counts(features: list, threshold: float = 1e-6) -> list:
     """Per layer, the number of singular values above ``threshold`` of each run's feature matrix.
 
@@ -122,7 +140,7 @@ def singular_value_counts(features: list, threshold: float = 1e-6) -> list:
     return [(singular_values(F) > threshold).sum(dim=-1) for F in features]
 
 
-def run_summary(result, r: int, rank_rtol: float = 1e-3, threshold: float = 1e-6) -> dict:
+def run_summary(result, r: int, rank_rtol: float = RANK_RTOL, threshold: float = 1e-6) -> dict:
     """What run r of a ``train_network`` result ended in (chapter 9's tables and checks).
 
     Returns a dict: ``loss`` and ``fit`` (final full-data loss and mean cross-entropy),
@@ -131,8 +149,8 @@ def run_summary(result, r: int, rank_rtol: float = 1e-3, threshold: float = 1e-6
     matrix, singular values above the absolute ``threshold``, the paper's 1e-6 criterion),
     ``structure`` and ``dnc_distance`` (``dufm.metrics.classify_structure`` of Z: its name and
     the normalised Frobenius distance of Z from S kron 1_n^T), ``change`` (the relative loss
-    change over the last tenth of training, ``dufm.outcomes.plateau_change``) and the run's
-    ``seed`` and ``init_scale``.
+    change over the last tenth of training: the range of the loss over that window relative to
+    the final loss, ``dufm.checks.loss_tail_change``) and the run's ``seed`` and ``init_scale``.
     """
     check_int("r", r, 0)
     if r >= len(result.seeds):
@@ -143,7 +161,6 @@ def run_summary(result, r: int, rank_rtol: float = 1e-3, threshold: float = 1e-6
     distance = torch.linalg.matrix_norm(
         Z / torch.linalg.matrix_norm(Z) - template / torch.linalg.matrix_norm(template)
     )
-    window = settle_window(result.steps or result.record_steps[-1])
     return {
         "loss": float(result.losses[r, -1]),
         "fit": float(result.fits[r, -1]),
@@ -151,7 +168,7 @@ def run_summary(result, r: int, rank_rtol: float = 1e-3, threshold: float = 1e-6
         "counts": [int(c[r]) for c in singular_value_counts(result.features, threshold)],
         "structure": classify_structure(Z).name,
         "dnc_distance": float(distance),
-        "change": plateau_change(result.losses[r], result.record_steps, window),
+        "change": loss_tail_change(result.losses[r], result.record_steps),
         "seed": result.seeds[r],
         "init_scale": result.init_scales[r],
     }
@@ -179,9 +196,100 @@ def rank_trend(scales, ranks, permutations: int = 20000) -> dict:
     return {"mean_ranks": means, "monotone": monotone, "p": p}
 
 
-def verdict(holds: bool, settled: bool) -> str:
-    """A result's verdict from a measurement: "not settled" while its runs still move, else
-    "reproduced" when the paper's claim ``holds`` and "not reproduced" when it does not."""
+def runs_settled(result, tol: float) -> list[bool]:
+    """Per run of a ``train_network`` result: did its full-data loss settle? True when the loss
+    moved by at most ``tol`` (relative to its final value) over the last tenth of training
+    (``dufm.checks.loss_settled`` on ``result.losses`` at ``result.record_steps``)."""
+    check_positive("tol", tol)
+    return [bool(x) for x in loss_settled(result.losses, tol, result.record_steps)]
+
+
+def verdict(holds: bool, settled) -> str:
+    """A result's verdict from a measurement: "not settled" while any of its runs still moves
+    (``settled``: a bool, or one bool per run behind the result), else "reproduced" when the
+    paper's claim ``holds`` and "not reproduced" when it does not."""
+    if isinstance(settled, Iterable):
+        settled = list(settled)
+        if not settled:
+            _fail("settled", settled, "must name at least one run")
+        settled = all(bool(x) for x in settled)
     if not settled:
         return "not settled"
     return "reproduced" if holds else "not reproduced"
+
+
+def snapshot_schedule(steps: int, count: int) -> list[int]:
+    """About ``count`` steps from 1 to ``steps``, evenly spaced on a log axis (the NC literature
+    plots its metrics against the training step on log axes): the distinct integers nearest
+    to a geometric sequence from 1 to ``steps``, both ends included."""
+    check_int("steps", steps, 1)
+    check_int("count", count, 2)
+    points = {round(steps ** (i / (count - 1))) for i in range(count)}
+    return sorted(points | {1, steps})
+
+
+def _format_metric(name: str, value: float) -> str:
+    if math.isnan(value):
+        return "–"
+    return str(int(value)) if name == "rank" else f"{value:.3g}"
+
+
+def layer_metric_rows(metrics: dict, r: int, names=LAYER_METRICS, label: str = "") -> list:
+    """Table rows of run r: one per head layer l = 1..L, [label, "H_l", the value of each of
+    ``names``] from ``head_layer_metrics`` output ``metrics`` ({name: (R, L)}); ranks as
+    integers, other values to 3 significant digits, "–" where a metric does not apply (nan)."""
+    check_int("r", r, 0)
+    for name in names:
+        if name not in metrics:
+            _fail("names", name, f"must be metrics of the table: {sorted(metrics)}")
+    R, L = metrics[names[0]].shape
+    if r >= R:
+        _fail("r", r, f"must be below the number of runs {R}")
+    return [
+        [label, f"H_{j + 1}", *(_format_metric(m, float(metrics[m][r, j])) for m in names)]
+        for j in range(L)
+    ]
+
+
+def any_run_verdict(holds, settled) -> str:
+    """The verdict of a claim that some run shows (e.g. "gradient descent reaches a low-rank
+    solution below the DNC bound"), from one ``holds`` and one ``settled`` flag per run:
+    "reproduced" when a settled run shows it; "not reproduced" when every run settled and none
+    shows it; else "not settled" (a run that still moves may yet show it)."""
+    holds, settled = [bool(h) for h in holds], [bool(s) for s in settled]
+    if not holds or len(holds) != len(settled):
+        _fail("settled", settled, f"must hold one flag per run ({len(holds)} runs)")
+    if any(h and s for h, s in zip(holds, settled, strict=True)):
+        return "reproduced"
+    return "not reproduced" if all(settled) else "not settled"
+
+
+def check_chapter_parameters(p) -> None:
+    """Check chapter 9's parameters (a mapping such as the notebook's ``globals()``), each by
+    its own name, before any computation: a bad value raises a ValueError naming the
+    parameter, its value and what is allowed (``dufm.validation``)."""
+    from .backbones import BACKBONES
+    from .data import DATASETS
+
+    check_choice("dataset", p["dataset"], DATASETS)
+    if p["dataset"] in ("mnist", "cifar10") and not p["data_dir"]:
+        _fail("data_dir", p["data_dir"], f"must name the folder that holds {p['dataset']} "
+              "(README: Data sets)")  # fmt: skip
+    check_choice("backbone", p["backbone"], BACKBONES)
+    check_bool("standardise", p["standardise"])
+    check_int_list("mlp_hidden", p["mlp_hidden"], 1)
+    check_int_list("seeds", p["seeds"], 0)
+    check_number_list("init_scales", p["init_scales"], positive=True)
+    check_int("d", p["d"], 10)
+    check_int("snapshots", p["snapshots"], 2)
+    for name in ("L_linear", "L_relu", "L_standard", "steps", "steps_relu", "steps_standard",
+                 "record_every", "torch_threads"):  # fmt: skip
+        check_int(name, p[name], 1)
+    for name in ("n_per_class", "batch_size", "warmup_steps", "seed"):
+        check_int(name, p[name], 0)
+    for name in ("lam_W", "lam_H", "lam", "lr_linear", "lr_relu", "lr_standard",
+                 "init_scale", "settle_tol", "margin_tol", "trend_alpha"):  # fmt: skip
+        check_positive(name, p[name])
+    check_nonnegative("sv_threshold", p["sv_threshold"])
+    check_device(p["device"])
+    check_dtype(p["dtype"])

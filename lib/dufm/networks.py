@@ -23,17 +23,16 @@ W_L: K x d. Chapter 9 (``chapters/09_real_networks.md``) trains it.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from .backbones import make_backbone
 from .losses import forward, mean_cross_entropy
+from .progress import progress_bar
 from .theory import optimal_scale
 from .trainer import DivergenceError
 from .validation import (
@@ -313,7 +312,7 @@ def train_network(
     order = None
     losses, fits, record_steps = [], [], []
     start = time.perf_counter()
-    bar = tqdm(total=steps, disable=not progress, file=sys.stderr, mininterval=5.0, desc="train")
+    bar = progress_bar(steps, "train", show=progress)
     for step in range(steps):
         snapshot(step)
         if step % record_every == 0:

@@ -159,3 +159,57 @@ def layer_singular_values(ax, matrices, names, count: int, floor: float = 1e-17)
     ax.set_xlabel("index i")
     ax.set_ylabel("singular value $s_i$")
     ax.legend(fontsize=9)
+
+
+def metric_trajectories(axes, steps, values: dict, names, layer_labels, floor: float = 1e-8):
+    """Collapse metrics against the training step on log axes, one line per head layer (chapter 9).
+
+    ``axes``: one axis per metric of ``names``; ``values``: {name: (T, L)} for one run (a
+    ``dufm.network_outcomes.trajectories`` entry at that run), measured at ``steps`` (T steps,
+    all >= 1); ``layer_labels``: L names. Both axes are logarithmic, as the neural-collapse
+    literature draws these curves, except for ``"rank"`` (a count, linear axis); values below
+    ``floor`` (an exact 0, say) are drawn at ``floor``, and a metric that is nan for a layer
+    (the self-duality of a layer that is not the classifier) draws no line for it.
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    if steps.ndim != 1 or not len(steps) or steps.min() < 1:
+        raise ValueError(f"steps={steps.tolist()} is not allowed: need steps >= 1 for a log axis")
+    names = list(names)
+    if len(axes) < len(names):
+        raise ValueError(f"axes has {len(axes)} axes: need one per metric ({len(names)})")
+    for ax, name in zip(axes, names, strict=False):
+        data = torch.as_tensor(values[name]).double().cpu().numpy()
+        if data.shape != (len(steps), len(layer_labels)):
+            raise ValueError(
+                f"values[{name!r}] has shape {data.shape}: need (steps, layers) = "
+                f"({len(steps)}, {len(layer_labels)})"
+            )
+        for j, label in enumerate(layer_labels):
+            column = data[:, j]
+            if np.isnan(column).all():
+                continue
+            shown = column if name == "rank" else np.maximum(column, floor)
+            ax.plot(steps, shown, "o-", ms=2, lw=1, color=f"C{j}", label=label)
+        ax.set_xscale("log")
+        if name != "rank":
+            ax.set_yscale("log")
+        ax.set_title(name)
+        ax.set_xlabel("step")
+
+
+def metric_trajectory_figure(steps, values: dict, names, layer_labels, title: str, ncols: int = 4):
+    """A figure of ``metric_trajectories``: one small panel per metric, ``ncols`` per row, one
+    legend (the layers) and the title above; returns the figure."""
+    names = list(names)
+    rows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(
+        rows, ncols, figsize=(2.6 * ncols, 2.2 * rows + 0.6), layout="constrained", squeeze=False
+    )
+    flat = list(axes.flat)
+    metric_trajectories(flat, steps, values, names, layer_labels)
+    for ax in flat[len(names) :]:
+        ax.set_visible(False)
+    handles, labels = flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize="small")
+    fig.suptitle(title, fontsize="medium")
+    return fig
