@@ -154,3 +154,4 @@ def test_the_readme_shows_both_verdict_columns(book, monkeypatch):
     assert f"| result | {scorecard_page.BOOK_COLUMN} | {scorecard_page.KEPT_COLUMN} |" in text
     assert "| Proposition 1 | not run | reproduced (paper, paper set) |" in text
     assert "| Figure 7 | not run | not run: needs a GPU" in text
+    assert "The kept runs at the paper's own sizes (`make paper`): 1 reproduced, " in text

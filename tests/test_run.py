@@ -531,8 +531,10 @@ def test_archive_keeps_a_finished_paper_run_in_results_paper(tmp_path, monkeypat
     (book / "intro.md").write_text("# intro\n")
     (book / "_toc.yml").write_text(
         "format: jb-book\nroot: intro\nchapters:\n  - file: chapters/01_deep_ufm\n"
+        "  - file: chapters/scorecard\n"
     )
     write_chapter(book / "chapters", "01_deep_ufm", ARCHIVED)
+    write_chapter(book / "chapters", "scorecard", "print('a page that checks no result')")
     (book / "chapters" / "params" / "01_deep_ufm.yml").write_text("ci: {}\npaper: {a: 3}\n")
     monkeypatch.chdir(book)
     assert run.main(["--params", "paper", "--archive", "--out", "runs"]) == 0
@@ -542,7 +544,9 @@ def test_archive_keeps_a_finished_paper_run_in_results_paper(tmp_path, monkeypat
     assert kept["run"]["device"] == "cpu" and kept["run"]["wall_s"] > 0
     index = (book / "results/paper/README.md").read_text()
     assert "| 01_deep_ufm |" in index and "Proposition 1: reproduced" in index
-    assert "kept " in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "kept " in err and "== scorecard" not in err  # a page that checks no result is not run
+    assert not (book / "results/paper/records/scorecard.json").exists()
 
 
 def test_the_injected_parameters_cell_is_shown_as_the_chapters_own(tmp_path):

@@ -28,6 +28,7 @@ from pathlib import Path
 from .book import toc_chapters
 from .files import write_atomic
 from .machine import machine_facts
+from .results import RESULTS
 from .scorecard import _malformed, check_records, source_digest
 
 ARCHIVE = Path("results") / "paper"  # under the book's root
@@ -227,7 +228,8 @@ def index_markdown(kept: dict) -> str:
 def write_index(root: str | os.PathLike) -> Path:
     """Rewrite ``results/paper/README.md`` from the kept runs of the book's chapters."""
     root = Path(root)
-    kept = read_kept(root, [c.stem for c in toc_chapters(root)])
+    owners = {owner for _, owner, _ in RESULTS}  # the chapters that check a result of the paper
+    kept = read_kept(root, [c.stem for c in toc_chapters(root) if c.stem in owners])
     target = archive_dir(root) / "README.md"
     target.parent.mkdir(parents=True, exist_ok=True)
     text = index_markdown(kept)

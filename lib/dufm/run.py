@@ -64,6 +64,7 @@ from .book import (
 from .failures import ChapterError, ParameterRejected, _chapter_error
 from .files import LockHeld, hold_lock, new_temp_file, stale_temp_files, write_atomic
 from .progress import drop_progress_frames
+from .results import RESULTS
 from .scorecard import (
     EXECUTION_KEYS,
     PARAMETER_SET_ENV,
@@ -374,10 +375,16 @@ def _plan(args: argparse.Namespace) -> list[tuple[Path, dict, str]]:
 
 
 def _default_chapters(archiving: bool, device) -> list[Path]:
-    """Every chapter of ``_toc.yml``; when archiving on a machine without the GPU a chapter's
-    paper set needs (``archive.NOT_KEPT``), that chapter is left out with a line saying why."""
+    """Every chapter of ``_toc.yml``; when archiving, only the chapters that check a result of
+    the paper (``dufm.results``: not the scorecard or the status page), and on a machine
+    without the GPU a chapter's paper set needs (``archive.NOT_KEPT``) that chapter is left
+    out with a line saying why."""
     chapters = toc_chapters(Path.cwd())
-    if not archiving or str(device or "cpu").startswith("cuda"):
+    if not archiving:
+        return chapters
+    owners = {owner for _, owner, _ in RESULTS}
+    chapters = [c for c in chapters if c.stem in owners]
+    if str(device or "cpu").startswith("cuda"):
         return chapters
     kept = []
     for chapter in chapters:

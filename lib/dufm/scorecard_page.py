@@ -176,11 +176,24 @@ def _text_cell(row: dict | None) -> str:
     return f"{row['verdict']} ({row['setting']}, {row['parameter_set']} set)"
 
 
+def kept_line(kept: dict) -> str:
+    """The kept paper-set runs in one sentence: "The kept runs at the paper's own sizes (make
+    paper): 9 reproduced, 5 sharper, 4 not run." (``kept``: ``dufm.archive.kept_rows``)."""
+    order = [*VERDICTS, "stale", NOT_RUN]
+    counts = {v: 0 for v in order}
+    for row in kept.values():
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    parts = [f"{n} {v}" for v, n in counts.items() if n]
+    return "The kept runs at the paper's own sizes (`make paper`): " + ", ".join(parts) + "."
+
+
 def readme_text(rows: list[dict], kept: dict) -> str:
     """The README's scorecard: the summary line of the book set, then one row a result with
     the book set's verdict and the kept paper-set run's, each with its setting."""
     lines = [
         summary_line(count_verdicts(rows), count_settings(rows)),
+        "",
+        kept_line(kept),
         "",
         f"| result | {BOOK_COLUMN} | {KEPT_COLUMN} |",
         "|---|---|---|",
