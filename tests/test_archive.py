@@ -80,7 +80,7 @@ def test_a_present_run_is_read_back_and_fills_the_kept_column(book, monkeypatch)
     assert column["Proposition 1"]["setting"] == "paper"
     table = scorecard_page.summary_table(rows, column)
     assert scorecard_page.KEPT_COLUMN in table
-    assert "{bdg-success}`reproduced` paper, paper |" in table
+    assert "{bdg-success}`reproduced` paper, paper |" in table  # facts without data or model
 
 
 def test_a_run_whose_chapter_changed_since_is_stale_never_current(book, monkeypatch):

@@ -19,6 +19,18 @@ def row(result="Theorem 1", verdict="reproduced", setting="paper", **extra):
     }
 
 
+def test_a_cell_shows_the_data_and_the_model_on_hover():
+    cell = scorecard_page._cell(
+        {
+            "verdict": "reproduced",
+            "setting": "stand-in",
+            "parameter_set": "book",
+            "facts": {"dataset": "mnist-5k", "backbone": "mlp", "settled": True},
+        }
+    )
+    assert cell == "{bdg-success}`reproduced` {abbr}`stand-in, book (mnist-5k; mlp)`"
+
+
 def test_every_verdict_has_a_coloured_badge():
     for verdict in (*scorecard.VERDICTS, scorecard.NOT_RUN, scorecard.NOT_IN_BOOK):
         assert scorecard_page.badge(verdict).startswith("{bdg-")
@@ -38,7 +50,7 @@ def test_the_summary_table_has_one_row_a_result_and_a_kept_column_when_given():
     table = scorecard_page.summary_table(rows).splitlines()
     assert table[0] == "| result | book set (this build) | chapter |"
     assert len(table) == 2 + len(rows)
-    assert "{bdg-success}`reproduced` paper, book |" in table[2]
+    assert "{bdg-success}`reproduced` paper, book" in table[2]
     assert "{ref}`Theorem 1 <result-theorem-1>`" in table[2]
     note = "stale: chapter changed since 2026-12-01"
     kept = {"Theorem 1": {"verdict": "stale", "note": note, "short": "since 2026-12-01"}}

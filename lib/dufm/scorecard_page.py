@@ -62,7 +62,8 @@ def plain(text: str) -> str:
 
 def _cell(row: dict | None) -> str:
     """A verdict cell, one line: the badge, then the setting and the parameter set ("reduced,
-    book"), or in a few words why there is no verdict; the dropdowns below say the rest."""
+    book"), with the data and the model on hover, or in a few words why there is no verdict;
+    the dropdowns below say the rest."""
     if row is None:
         return badge(NOT_RUN)
     if row.get("note"):
@@ -70,7 +71,14 @@ def _cell(row: dict | None) -> str:
         return f"{badge(row['verdict'])} {plain(short)}".rstrip()
     if not row.get("setting"):
         return badge(row["verdict"])
-    return f"{badge(row['verdict'])} {plain(row['setting'] + ', ' + row['parameter_set'])}"
+    short = f"{row['setting']}, {row['parameter_set']}"
+    facts = row.get("facts") or {}
+    what = [str(facts[k]) for k in ("dataset", "data", "backbone", "model") if k in facts]
+    if not what:
+        return f"{badge(row['verdict'])} {plain(short)}"
+    # the data and the model on hover (an abbreviation), and in the result's dropdown
+    hover = "; ".join(what).replace("`", "'")
+    return f"{badge(row['verdict'])} {{abbr}}`{short} ({hover})`"
 
 
 def _chapter_link(chapter: str | None) -> str:
