@@ -39,6 +39,8 @@ NOT_KEPT = {
 }
 NOT_KEPT_SHORT = {"09_real_networks": "needs a GPU"}  # the scorecard table's few words
 NO_RUN_YET = "no kept run yet (make paper)"
+# The chapters a kept run can hold: those that check a result of the paper (dufm.results).
+RESULT_CHAPTERS = frozenset(owner for _, owner, _ in RESULTS)
 RUN_FIELDS = ("commit", "date", "cpu", "cores", "gpu", "torch", "device", "dtype", "wall_s")
 
 
@@ -228,8 +230,7 @@ def index_markdown(kept: dict) -> str:
 def write_index(root: str | os.PathLike) -> Path:
     """Rewrite ``results/paper/README.md`` from the kept runs of the book's chapters."""
     root = Path(root)
-    owners = {owner for _, owner, _ in RESULTS}  # the chapters that check a result of the paper
-    kept = read_kept(root, [c.stem for c in toc_chapters(root) if c.stem in owners])
+    kept = read_kept(root, [c.stem for c in toc_chapters(root) if c.stem in RESULT_CHAPTERS])
     target = archive_dir(root) / "README.md"
     target.parent.mkdir(parents=True, exist_ok=True)
     text = index_markdown(kept)

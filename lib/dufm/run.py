@@ -64,7 +64,6 @@ from .book import (
 from .failures import ChapterError, ParameterRejected, _chapter_error
 from .files import LockHeld, hold_lock, new_temp_file, stale_temp_files, write_atomic
 from .progress import drop_progress_frames
-from .results import RESULTS
 from .scorecard import (
     EXECUTION_KEYS,
     PARAMETER_SET_ENV,
@@ -177,7 +176,7 @@ def _execute(path, nb, parameters, out, kernel_name, parameter_set_name) -> Path
     try:
         stage = out / f"{prefix}{os.getpid()}{RECORDS_SUFFIX}"
         with (
-            _records_in(out / "records", stage),
+            _records_in(records_target(out), stage),
             _environment(PARAMETER_SET_ENV, parameter_set_name),
         ):
             papermill.execute_notebook(
@@ -243,12 +242,11 @@ def records_target(out_dir: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def _records_in(folder: Path, stage: Path):
+def _records_in(target: Path, stage: Path):
     """The chapter's scorecard records are written to ``stage`` (a temporary folder in the out
-    folder) and moved to ``$DUFM_RECORDS`` if the user set it, else to ``folder``
-    (``<out>/records``), only when the block ends without an exception; ``stage`` is removed
+    folder) and moved to ``target`` (``records_target``: ``$DUFM_RECORDS`` if the user set it,
+    else ``<out>/records``) only when the block ends without an exception; ``stage`` is removed
     either way, so a failed or interrupted chapter leaves its earlier records as they were."""
-    target = records_target(folder.parent)
     previous = os.environ.get("DUFM_RECORDS")
     os.environ["DUFM_RECORDS"] = str(stage.resolve())
     published = os.environ.get(RECORDS_TARGET_ENV)
@@ -376,14 +374,13 @@ def _plan(args: argparse.Namespace) -> list[tuple[Path, dict, str]]:
 
 def _default_chapters(archiving: bool, device) -> list[Path]:
     """Every chapter of ``_toc.yml``; when archiving, only the chapters that check a result of
-    the paper (``dufm.results``: not the scorecard or the status page), and on a machine
+    the paper (``archive.RESULT_CHAPTERS``: not the scorecard or the status page), and on a machine
     without the GPU a chapter's paper set needs (``archive.NOT_KEPT``) that chapter is left
     out with a line saying why."""
     chapters = toc_chapters(Path.cwd())
     if not archiving:
         return chapters
-    owners = {owner for _, owner, _ in RESULTS}
-    chapters = [c for c in chapters if c.stem in owners]
+    chapters = [c for c in chapters if c.stem in archive.RESULT_CHAPTERS]
     if str(device or "cpu").startswith("cuda"):
         return chapters
     kept = []

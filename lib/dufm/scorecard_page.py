@@ -212,12 +212,6 @@ def readme_text(rows: list[dict], kept: dict) -> str:
     return "\n" + "\n".join(lines) + "\n"
 
 
-def book_summary(root: str | os.PathLike, directory: str | os.PathLike | None = None) -> str:
-    """The summary line of the records of the book at ``root`` (its chapters from _toc.yml)."""
-    rows = _book_rows(root, directory)
-    return summary_line(count_verdicts(rows), count_settings(rows))
-
-
 def book_readme(root: str | os.PathLike, directory: str | os.PathLike | None = None) -> str:
     """``readme_text`` of the book at ``root``: this build's records and the kept runs."""
     rows = _book_rows(root, directory)
