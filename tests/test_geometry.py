@@ -197,3 +197,46 @@ def test_critical_point_summary_records_a_local_minimum_and_a_saddle():
     assert above["tangent_rel"] < 1e-10 and above["normal_rel"] > 1e-8
     assert below["negative"] > 0 and "orbit" not in below
     assert set(above) >= {"lam", "min_rel", "frobenius", "spectral", "trace", "orbit"}
+
+
+def test_critical_set_dimensions_are_the_stiefel_count_and_pass_the_chapter_checks():
+    from dufm.geometry import check_critical_set_dimensions, critical_set_dimensions
+
+    rows = critical_set_dimensions([4], [2], [0, 2], n=1, lam=2**-6)
+    assert [(x["K"], x["L"], x["d"]) for x in rows] == [(4, 2, 4), (4, 2, 6)]
+    for x in rows:
+        for s, r in (("dnc", 3), ("pair", 2)):
+            assert x[f"{s}_orbit"] == x[f"{s}_flat"] == 2 * (r * x["d"] - r * (r + 1) // 2)
+    found = check_critical_set_dimensions(rows)
+    assert found["paper_misses"] == 2  # the paper's count misses L r(r-1)/2 = 6 everywhere
+    assert found["paper_below_1"] == 1  # its R(K) = 3 / 4 at K = 4
+    assert found["R_at_K"] == [rows[0]["dnc_orbit"] / rows[0]["pair_orbit"]]
+
+
+def test_critical_set_checks_fail_on_a_disagreeing_or_non_increasing_measurement():
+    from dufm.checks import CheckFailed
+    from dufm.geometry import check_critical_set_dimensions, stiefel_dimension
+
+    def row(K, L, d):
+        r = dict(dnc=K - 1, pair=K // 2)
+        out = dict(K=K, L=L, d=d)
+        for s in r:
+            out[f"{s}_orbit"] = out[f"{s}_flat"] = stiefel_dimension(r[s], d, L)
+            out[f"{s}_r"] = r[s]
+        return out
+
+    rows = [row(4, 2, 4), row(4, 2, 5)]
+    check_critical_set_dimensions(rows)
+    bad = [dict(rows[0], dnc_flat=rows[0]["dnc_flat"] + 1), rows[1]]
+    with pytest.raises(CheckFailed, match="orbit dimension"):
+        check_critical_set_dimensions(bad)
+    with pytest.raises(CheckFailed, match="not increasing"):
+        check_critical_set_dimensions(rows[::-1])
+
+
+def test_paper_counts_are_the_printed_formulas():
+    from dufm.geometry import paper_dimension_ratio, paper_dnc_dimension, stiefel_dimension
+
+    assert paper_dnc_dimension(10, 12, 3) == 3 * 9 * 3
+    assert paper_dimension_ratio(10, 10) == 9 / 25
+    assert stiefel_dimension(9, 10, 2) == 2 * (90 - 45)

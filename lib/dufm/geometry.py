@@ -126,6 +126,126 @@ def flat_output_dimension(params: list, lam: float, rtol: float = 1e-8) -> int:
     return stacked.shape[1] - int((s > rtol).sum())
 
 
+def stiefel_dimension(r: int, d: int, L: int) -> int:
+    """L (r d - r(r+1)/2): L copies of the Stiefel manifold of orthonormal r-frames in R^d, the
+    dimension of the critical set of a rank-r output (chapter 7's Eq. orbit-dimension)."""
+    return L * (r * d - r * (r + 1) // 2)
+
+
+def paper_dnc_dimension(K: int, d: int, L: int) -> int:
+    """The paper's count D_DNC = L (K-1)(d-K+1) of the DNC critical set (Theorem 5, as printed;
+    chapter 7 measures L r(r-1)/2 more, r = K - 1)."""
+    return L * (K - 1) * (d - K + 1)
+
+
+def paper_dimension_ratio(K: int, d: int) -> float:
+    """The paper's R(d) = (K-1)(d-K+1) / (r(d-r)), r = K/2: its D_DNC over its D_pair
+    (Theorem 5, as printed; chapter 7)."""
+    r = K // 2
+    return (K - 1) * (d - K + 1) / (r * (d - r))
+
+
+def critical_set_dimensions(
+    Ks, depths, extra_widths, n: int, lam: float, seed: int = 0, device="cpu"
+) -> list[dict]:
+    """Both measurements of the critical-set dimension at the DNC and pair points (Theorem 5).
+
+    For every K, L and d = K + extra: the structure's critical point at its large critical scale
+    for ``lam`` (``theory.branch_scale``), factorised with random orthogonal bases from ``seed``;
+    one row with K, L, d and, for s in ("dnc", "pair"), ``s_orbit`` (``orbit_dimension``),
+    ``s_flat`` (``flat_output_dimension``) and ``s_r``, the output's rank (K - 1, K/2).
+    Chapter 7's table, figure and checks.
+    """
+    from .theory.critical import branch_scale
+
+    device = check_device(device)
+    rows = []
+    for K in Ks:
+        for L in depths:
+            for extra in extra_widths:
+                row = dict(K=K, L=L, d=K + extra)
+                for structure, r in (("dnc", K - 1), ("pair", K // 2)):
+                    scale = branch_scale(structure, K, n, L, lam, "large")
+                    Z = logits(structure, K, n, scale)
+                    params = [P.to(device) for P in factorize(Z, L, K + extra, seed=seed)]
+                    row[f"{structure}_orbit"] = orbit_dimension(params)
+                    row[f"{structure}_flat"] = flat_output_dimension(params, lam)
+                    row[f"{structure}_r"] = r
+                rows.append(row)
+    return rows
+
+
+def critical_set_table(rows: list[dict]) -> tuple[list, list]:
+    """(headers, rows) of chapter 7's table from ``critical_set_dimensions`` rows: for DNC and
+    for the pair structure the two measurements and Eq. (orbit-dimension), the paper's D_DNC,
+    and the ratio R(d) measured and as printed."""
+    headers = ["K", "L", "d", "DNC: orbit", "flat ∩ output", "Eq. orbit-dimension"]
+    headers += ["paper's D_DNC", "pair: orbit", "flat ∩ output", "Eq. orbit-dimension"]
+    headers += ["R(d) measured", "R(d) paper"]
+    table = []
+    for x in rows:
+        K, L, d = x["K"], x["L"], x["d"]
+        row = [K, L, d]
+        for s in ("dnc", "pair"):
+            row += [x[f"{s}_orbit"], x[f"{s}_flat"], stiefel_dimension(x[f"{s}_r"], d, L)]
+            if s == "dnc":
+                row.append(paper_dnc_dimension(K, d, L))
+        row += [f"{x['dnc_orbit'] / x['pair_orbit']:.3f}", f"{paper_dimension_ratio(K, d):.3f}"]
+        table.append(row)
+    return headers, table
+
+
+def check_critical_set_dimensions(rows: list[dict]) -> dict:
+    """Chapter 7's five checks of Theorem 5 on ``critical_set_dimensions`` rows.
+
+    Raises ``CheckFailed`` unless (1) the two measurements agree, (2) they equal
+    ``stiefel_dimension``, (3) where the paper's ``paper_dnc_dimension`` differs, it misses by
+    exactly L r(r-1)/2, (4) the measured ratio R(d) = D_DNC / D_pair increases with d and stays
+    below its limit (K-1)/r, and (5) the measured R(K) is above 1. Returns ``paper_misses`` (rows
+    where the paper's count is wrong), ``paper_below_1`` (series whose paper R(K) is below 1) and
+    ``R_at_K`` (the measured R(K) of each series).
+    """
+    from .checks import CheckFailed
+
+    paper_misses = 0
+    for x in rows:
+        K, L, d = x["K"], x["L"], x["d"]
+        for s in ("dnc", "pair"):
+            where = f"K={K} L={L} d={d} {s}"
+            if x[f"{s}_orbit"] != x[f"{s}_flat"]:
+                raise CheckFailed(
+                    f"{where}: orbit dimension {x[f'{s}_orbit']} "
+                    f"but dim(ker Hessian ∩ ker dZ) = {x[f'{s}_flat']}"
+                )
+            derived = stiefel_dimension(x[f"{s}_r"], d, L)
+            if x[f"{s}_orbit"] != derived:
+                raise CheckFailed(
+                    f"{where}: measured dimension {x[f'{s}_orbit']}, Eq. (orbit-dimension) "
+                    f"{derived} (off by {x[f'{s}_orbit'] - derived})"
+                )
+        gap = x["dnc_orbit"] - paper_dnc_dimension(K, d, L)
+        if gap:
+            paper_misses += 1
+            if gap != L * (K - 1) * (K - 2) // 2:
+                raise CheckFailed(
+                    f"K={K} L={L} d={d}: measured D_DNC - paper's = {gap}, "
+                    f"not L r(r-1)/2 = {L * (K - 1) * (K - 2) // 2}"
+                )
+    paper_below_1, R_at_K = 0, []
+    for K, L in dict.fromkeys((x["K"], x["L"]) for x in rows):
+        series = [x["dnc_orbit"] / x["pair_orbit"] for x in rows if x["K"] == K and x["L"] == L]
+        limit = (K - 1) / (K // 2)
+        if not all(b > a for a, b in zip(series[:-1], series[1:], strict=True)):
+            raise CheckFailed(f"K={K} L={L}: measured R(d) not increasing: {series}")
+        if not series[-1] < limit:
+            raise CheckFailed(f"K={K} L={L}: R(d) = {series[-1]:.4f} passes its limit {limit:.4f}")
+        if not series[0] > 1:
+            raise CheckFailed(f"K={K} L={L}: measured R(K) = {series[0]:.4f} is not above 1")
+        R_at_K.append(series[0])
+        paper_below_1 += paper_dimension_ratio(K, K) < 1
+    return dict(paper_misses=paper_misses, paper_below_1=int(paper_below_1), R_at_K=R_at_K)
+
+
 def negative_count(eigenvalues: torch.Tensor, rtol: float = 1e-10) -> int:
     """How many eigenvalues lie below -rtol times the largest (Theorem 4(ii): descent directions).
 
