@@ -166,3 +166,16 @@ def test_a_build_killed_while_executing_a_chapter_is_finished_by_the_next(root, 
     out, _ = build(killed, tmp_path / "m3", 0).communicate(timeout=600)
     assert "build succeeded" in out, out[-3000:]
     assert scorecard_text(killed) == expected
+
+
+def test_a_parameter_line_papermill_would_skip_is_an_error_not_a_missing_name():
+    from dufm.book import allowed_parameters
+
+    cell = nbformat.v4.new_code_cell("d = 5  # width (d >= K)\nK = 3")
+    cell.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "P"}
+    with pytest.raises(ValueError, match=r"line 1 'd = 5  # width \(d >= K\)' is not allowed"):
+        allowed_parameters(nb)
+    cell.source = "d = 5  # width, at least K\nK = 3"
+    assert list(allowed_parameters(nb)) == ["d", "K"]

@@ -248,8 +248,38 @@ def _read_chapter(path: Path) -> nbformat.NotebookNode:
         raise ValueError(f"chapter {path} cannot be read as a notebook: {err}") from None
 
 
+def unreadable_parameter_lines(source: str) -> list[tuple[int, str]]:
+    """(line number, line) of each line of a ``parameters`` cell that papermill cannot read.
+
+    papermill's parser skips, with only a logged warning, every line holding more than one
+    ``=`` (e.g. ``x = 1  # x >= 0``), so that name would silently stop being a parameter.
+    """
+    return [
+        (number, line)
+        for number, line in enumerate(source.splitlines(), 1)
+        if not line.strip().startswith("#") and line.count("=") > 1
+    ]
+
+
+def _parameters_source(nb: nbformat.NotebookNode) -> str:
+    for cell in nb.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            return cell.source
+    return ""
+
+
 def allowed_parameters(nb: nbformat.NotebookNode) -> dict:
-    """Names (and papermill's inferred type/default/help) in the cell tagged ``parameters``."""
+    """Names (and papermill's inferred type/default/help) in the cell tagged ``parameters``.
+
+    Raises ValueError if a line of that cell cannot be read by papermill
+    (``unreadable_parameter_lines``), instead of leaving its name out."""
+    bad = unreadable_parameter_lines(_parameters_source(nb))
+    if bad:
+        number, line = bad[0]
+        raise ValueError(
+            f"parameters cell, line {number} {line.strip()!r} is not allowed: it holds more "
+            "than one '=', which papermill cannot read (keep '=' out of its comment)"
+        )
     logger = logging.getLogger("papermill")
     level = logger.level
     with tempfile.TemporaryDirectory() as tmp:

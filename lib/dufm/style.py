@@ -17,6 +17,8 @@ from pathlib import Path
 
 import jupytext
 
+from .book import unreadable_parameter_lines
+
 MAX_LINES, MAX_COLUMNS = 40, 88
 
 
@@ -51,6 +53,12 @@ def problems(path: str | Path, formatted: bool = True) -> list[str]:
             for i, line in enumerate(lines, 1)
             if len(line) > MAX_COLUMNS
         ]
+        if "parameters" in cell.metadata.get("tags", []):
+            out += [
+                f"code cell {number} (parameters), line {i}: more than one '=' "
+                "(papermill cannot read the line)"
+                for i, _ in unreadable_parameter_lines(cell.source)
+            ]
         if formatted and format_source(cell.source) != cell.source.rstrip("\n"):
             out.append(f"code cell {number} is not formatted (python -m dufm.style {path})")
     return out
