@@ -19,6 +19,8 @@ from dufm.structures import (
     expand_classes,
     mixture_components,
     pair_logits,
+    pair_matrix,
+    simplex_matrix,
 )
 
 BUILD = {"dnc": dnc_logits, "pair": pair_logits}
@@ -331,6 +333,38 @@ def test_search_global_optimum_exchange_round_tries_directions_across_configurat
     exchanged = [label for label in res.labels if label.startswith("exchange")]
     assert exchanged and res.losses.shape == (2, 2 + len(exchanged))
     assert (res.best_loss <= res.losses[:, :2].min(dim=1).values).all()
+
+
+def test_optimum_rows_read_each_configuration_of_the_search():
+    K, n = 4, 3
+    known = {"DNC": simplex_matrix(K), "pair": pair_matrix(K)}
+    res = theory.search_global_optimum(
+        K, n, [1, 3], [1e-2, 1e-3], starts=2, structured=known, steps=200, progress=False
+    )
+    rows = theory.optimum_rows(res, known)
+    assert [(row["L"], row["lam"]) for row in rows] == [(1, 1e-2), (3, 1e-3)]
+    first = rows[0]  # L = 1: the optimum is DNC, rank K - 1, diagonally superior
+    assert first["rank"] == K - 1 and first["superior"]
+    dnc = theory.optimal_matrix_scale(expand_classes(simplex_matrix(K), n), 1, 1e-2)[1]
+    assert first["known"]["DNC"] == pytest.approx(dnc, rel=1e-12)
+    assert first["loss"] == pytest.approx(dnc, rel=1e-6)
+    assert first["n_starts"] == len(res.labels) and first["source"] in res.labels
+    assert rows[1]["bound"] == theory.zero_comparison_bound(K, 3, 1e-3)
+    assert rows[1]["rank"] == int((res.best_singular_values[1] > 0).sum())
+
+
+def test_search_statistics_count_missed_random_starts_and_wins_over_known_structures():
+    rows = [
+        {"n_random": 0, "n_best": 2, "loss": 1.0, "known": {"a": 1.0, "b": 2.0}},
+        {"n_random": 3, "n_best": 5, "loss": 0.5, "known": {"a": 1.0}},
+        {"n_random": 1, "n_best": 4, "loss": 1.1, "known": {"a": 1.0}},
+    ]
+    stats = theory.search_statistics(rows)
+    assert stats["n_configs"] == 3 and stats["random_missed"] == 1
+    assert stats["min_n_best"] == 2 and stats["strictly_better"] == 1
+    assert stats["known_excess"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="rows"):
+        theory.search_statistics([])
 
 
 def test_zero_comparison_bound_is_where_one_singular_value_costs_log_K():

@@ -51,7 +51,14 @@ from .imbalanced import (
     ufm_zero_lam,
     wins_from,
 )
-from .optimum import OptimumSearch, schatten_prox, search_global_optimum, zero_comparison_bound
+from .optimum import (
+    OptimumSearch,
+    optimum_rows,
+    schatten_prox,
+    search_global_optimum,
+    search_statistics,
+    zero_comparison_bound,
+)
 from .relu import (
     check_construction,
     construction_fit,
@@ -125,8 +132,10 @@ __all__ = [
     "pair_threshold_scale",
     "optimal_mixture",
     "optimal_scale",
+    "optimum_rows",
     "schatten_prox",
     "search_global_optimum",
+    "search_statistics",
     "sel_matrix",
     "step_class_sizes",
     "structure_fit",

@@ -2,7 +2,9 @@
 
 A batched multi-start search over the class-mean matrix by proximal gradient descent with the
 exact Schatten-p proximal map (``search_global_optimum``, ``schatten_prox``), and the bound on the
-optimum's singular values from the comparison with Z = 0 (``zero_comparison_bound``).
+optimum's singular values from the comparison with Z = 0 (``zero_comparison_bound``); the
+search read as one row per configuration (``optimum_rows``) and how hard it was
+(``search_statistics``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..validation import (
     check_sizes,
 )
 from .scales import optimal_matrix_scale
+from .superiority import is_diagonally_superior
 
 # ----------------------------------------------------------------------------------------------
 # Theorem 3: global optimum of the reduced loss
@@ -382,3 +385,64 @@ def search_global_optimum(
         rtol,
         class_sizes,
     )
+
+
+def optimum_rows(res: OptimumSearch, known: dict) -> list[dict]:
+    """One dict per configuration of a balanced search (chapter 4, Theorem 3), in its order.
+
+    Keys: ``L``, ``lam``, ``loss`` (the best value found), ``rank`` and ``sv`` (its singular
+    values, exact zeros included), ``superior`` (diagonal superiority of its logits), ``source``
+    (the label of the first start at the best value), ``n_best``, ``n_random`` (starts at the
+    best value, all and random ones), ``n_starts``, ``known`` (each structure of ``known``, names
+    mapped to K x K class-mean directions, at its own optimal scale: its reduced loss) and
+    ``bound`` (``zero_comparison_bound``). Chapter 4's tables, figures and checks of the rank,
+    the superiority and the zero optimum read these rows.
+    """
+    if res.class_sizes is not None:
+        raise ValueError("class_sizes is not allowed: optimum_rows takes a balanced search")
+    rows = []
+    for c, (L, lam) in enumerate(zip(res.L, res.lam, strict=True)):
+        sv = res.best_singular_values[c]
+        rows.append(
+            {
+                "L": L,
+                "lam": lam,
+                "loss": float(res.best_loss[c]),
+                "rank": int((sv > 0).sum()),
+                "sv": sv,
+                "superior": is_diagonally_superior(res.logits[c], res.K, res.n),
+                "source": res.labels[int(res.best_start[c])],
+                "n_best": int(res.n_best[c]),
+                "n_random": int(res.n_best_random[c]),
+                "n_starts": len(res.labels),
+                "known": {
+                    name: optimal_matrix_scale(expand_classes(D, res.n), L, lam)[1]
+                    for name, D in known.items()
+                },
+                "bound": zero_comparison_bound(res.K, L, lam),
+            }
+        )
+    return rows
+
+
+def search_statistics(rows: Sequence[dict]) -> dict:
+    """How hard the optimum was to find, over the rows of ``optimum_rows`` (chapter 4).
+
+    ``n_configs``: rows; ``random_missed``: rows where no random start reached the best value;
+    ``min_n_best``: the fewest starts at the best value in any row; ``known_excess``: the largest
+    relative excess of the best value over the best known structure of its row (Theorem 3's
+    consistency check: at most rounding); ``strictly_better``: rows whose best value is below
+    every known structure by more than 1e-9 (relative).
+    """
+    rows = list(rows)
+    if not rows:
+        raise ValueError("rows=[] is not allowed: need at least one configuration")
+    return {
+        "n_configs": len(rows),
+        "random_missed": sum(row["n_random"] == 0 for row in rows),
+        "min_n_best": min(row["n_best"] for row in rows),
+        "known_excess": max(row["loss"] / min(row["known"].values()) - 1 for row in rows),
+        "strictly_better": sum(
+            row["loss"] < min(row["known"].values()) * (1 - 1e-9) for row in rows
+        ),
+    }
