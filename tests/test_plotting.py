@@ -55,3 +55,36 @@ def test_metric_trajectories_draw_each_layer_on_log_axes_with_a_floor():
                                    "a run", ncols=2)  # fmt: skip
     assert sum(ax.get_visible() for ax in fig.axes) == 3 and len(fig.legends) == 1
     plt.close(fig)
+
+
+def test_threshold_sign_change_draws_each_structure_on_a_symmetric_log_axis():
+    from dufm.plotting import threshold_sign_change
+
+    points = [("dnc", 4, 2, 0.9, -1e-3), ("dnc", 6, 3, 1.2, 1e-2), ("pair", 4, 2, 1.1, 1e-5)]
+    fig, axes = plt.subplots(1, 2)
+    threshold_sign_change(axes, points, [4, 5, 6], [1, 2, 3])
+    assert [len(ax.collections) for ax in axes] == [2, 1]
+    assert [ax.get_yscale() for ax in axes] == ["symlog", "symlog"]
+    assert [ax.get_xscale() for ax in axes] == ["log", "log"]
+    assert axes[0].collections[1].get_facecolor()[0][:3] == pytest.approx(
+        (0.17, 0.63, 0.17), abs=0.01
+    )
+    labels = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in axes]
+    assert labels == [["K = 4", "K = 5", "K = 6"], ["L = 2", "L = 3"]]
+    plt.close(fig)
+
+
+def test_flatness_ratio_curves_draw_a_line_a_star_and_a_limit_per_curve():
+    from dufm.plotting import flatness_ratio_curves
+
+    curve = {"K": 4, "L": 2, "lams": [0.1, 0.01], "ratios": [1.2, 1.1], "measured": 1.05,
+             "limit": 1.0}  # fmt: skip
+    curves = {"frobenius": [curve], "spectral": [curve, {**curve, "K": 6, "L": 1}]}
+    fig, axes = plt.subplots(1, 2)
+    flatness_ratio_curves(axes, curves, 1e-3, [4, 6], [1, 2])
+    assert [len(ax.lines) for ax in axes] == [3, 6]  # line, star, limit per curve
+    assert axes[0].lines[1].get_xdata()[0] == 1e-3 and axes[0].lines[2].get_ydata()[0] == 1.0
+    assert [ax.get_title() for ax in axes] == ["frobenius norm", "spectral norm"]
+    labels = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in axes]
+    assert labels == [["K = 4", "K = 6"], ["L = 1", "L = 2"]]
+    plt.close(fig)

@@ -7,7 +7,9 @@ import numpy as np
 import seaborn as sns
 import torch
 from matplotlib.colors import ListedColormap
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import NullFormatter
 
 
 def logit_heatmap(ax, M: torch.Tensor, title: str = "") -> None:
@@ -122,6 +124,71 @@ def _count_label(ax, text: str, xy, color) -> None:
     """A small count written just above and right of a marker (singular_value_scatter)."""
     ax.annotate(
         text, xy, textcoords="offset points", xytext=(5, 3), fontsize="x-small", color=color
+    )
+
+
+def threshold_sign_change(axes, points, Ks, depths) -> None:
+    """Chapter 6's Hessian figure: the smallest eigenvalue off the symmetry orbit against the
+    scale in units of its threshold, DNC on ``axes[0]``, the pair structure on ``axes[1]``.
+
+    ``points``: (structure, K, L, scale / threshold, value) as ``dufm.critical_grid.
+    sign_change_points`` gives them; colour by K (the index in ``Ks``), marker by L (the depths
+    >= 2 of ``depths``). The horizontal axis is logarithmic, the vertical one symmetric-log
+    (linear within 1e-4), with reference lines at a scale of 1 and a value of 0.
+    """
+    markers = dict(zip((L for L in depths if L >= 2), ["o", "s", "^", "D", "v", "P"], strict=False))
+    colours = {K: f"C{i}" for i, K in enumerate(Ks)}
+    for ax, structure in zip(axes, ("dnc", "pair"), strict=True):
+        for s, K, L, x, y in points:
+            if s == structure:
+                ax.scatter(x, y, s=16, marker=markers[L], color=colours[K], alpha=0.7)
+        ax.axvline(1, color="gray", lw=0.8, ls="--")
+        ax.axhline(0, color="gray", lw=0.8)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_yscale("symlog", linthresh=1e-4)
+        ax.set_xlabel("α / α_c" if structure == "dnc" else "β / β_c")
+        ax.set_title("DNC" if structure == "dnc" else "pair structure (even K)")
+    axes[0].set_ylabel("smallest eigenvalue off the orbit\n/ largest eigenvalue")
+    axes[0].legend(
+        handles=[
+            Line2D([], [], ls="", marker="o", color=c, label=f"K = {K}") for K, c in colours.items()
+        ],
+        fontsize="small",
+    )
+    axes[1].legend(
+        handles=[
+            Line2D([], [], ls="", marker=m, color="gray", label=f"L = {L}")
+            for L, m in markers.items()
+        ],
+        fontsize="small",
+    )
+
+
+def flatness_ratio_curves(axes, curves: dict, far_lam: float, Ks, depths) -> None:
+    """Chapter 6's flatness figure: F_DNC / F_LR against lam, one panel per norm of ``curves``.
+
+    ``curves`` maps a norm to its curves (``dufm.critical_grid.flatness_ratio_series``): each a
+    line through its ratios (colour by K, the index in ``Ks``; line style by L, ``depths``), a
+    star at (``far_lam``, the ratio measured there) and a thin horizontal line at its limit.
+    """
+    styles = dict(zip(depths, ["-", "--", ":", "-.", (0, (1, 3))], strict=False))
+    colours = {K: f"C{i}" for i, K in enumerate(Ks)}
+    for ax, (norm, lines) in zip(axes, curves.items(), strict=True):
+        for c in (c for c in lines if c["L"] in styles):
+            style, colour = styles[c["L"]], colours[c["K"]]
+            ax.plot(c["lams"], c["ratios"], ls=style, marker="o", ms=3, color=colour)
+            ax.plot(far_lam, c["measured"], "*", ms=8, color=colour)
+            ax.axhline(c["limit"], color=colour, lw=0.6, ls=style)
+        ax.set(xscale="log", xlabel="weight decay λ", title=f"{norm} norm")
+    axes[0].set_ylabel("F_DNC / F_LR")
+    axes[0].legend(
+        handles=[Line2D([], [], color=colours[K], label=f"K = {K}") for K in Ks if K % 2 == 0],
+        fontsize="small",
+    )
+    axes[1].legend(
+        handles=[Line2D([], [], color="gray", ls=s, label=f"L = {L}") for L, s in styles.items()],
+        fontsize="small",
     )
 
 
