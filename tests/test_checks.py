@@ -24,6 +24,7 @@ from dufm.checks import (
     full_gradients,
     gd_step,
     lemma1_runs,
+    lemma1_sentences,
     random_refactorisation,
     regulariser,
 )
@@ -163,6 +164,38 @@ def test_lemma1_runs_measure_a_settled_run_as_balanced_dnc_and_a_fresh_one_as_no
         assert row["structure"].name == "dnc" and row["identity"] < 1e-10
     for row in lemma1_runs(fresh, lam, starts):
         assert row["grad"] > 1e-3 and row["excess"] > 1e-3
+
+
+def test_lemma1_sentences_quote_the_settled_runs_and_the_range_of_the_others():
+    runs = [
+        {"excess": -3e-13, "grad": 1e-7},
+        {"excess": 1e-4, "grad": 2e-3},
+        {"excess": 2e-4, "grad": 5e-2},
+    ]
+    settled = np.array([True, False, False])
+    residuals = np.array([4e-12, 1e-3, 2e-2])
+    rates_any, fitted = np.array([1.0, 0.5, 0.25]), np.array([True, False, False])
+    first, second = lemma1_sentences(runs, settled, residuals, rates_any, fitted, 2.0, 300)
+    assert first == (
+        "For the 1 settled runs the largest balancedness residual is 4.0e-12 and the loss "
+        "equals the reduced loss of the run's own output to 3.0e-13 (relative), as Lemma 1 "
+        "says."
+    )
+    assert second.startswith(
+        "The 2 runs that had not settled after 300 steps (gradient between 2.0e-03 and "
+        "5.0e-02 times the weight-decay term) end with balancedness residuals between "
+        "1.0e-03 and 2.0e-02: Lemma 1 does not apply to them"
+    )
+    assert " In 2 runs the source term" in second and "decays at 0.12 to 0.25 times" in second
+    every_fit = np.ones(3, dtype=bool)
+    first, second = lemma1_sentences(runs, ~settled, residuals, rates_any, every_fit, 2.0, 3)
+    assert first.startswith("For the 2 settled runs") and "to 2.0e-04 (relative)" in first
+    assert "source term" not in second  # every run's first-order rate was fitted
+    first, second = lemma1_sentences(runs, settled & False, residuals, rates_any, fitted, 2.0, 9)
+    assert first == "No run settled at a critical point, so Lemma 1 itself is not tested here."
+    assert second.startswith("The 3 runs that had not settled after 9 steps")
+    _, second = lemma1_sentences(runs, settled | True, residuals, rates_any, fitted | True, 2.0, 9)
+    assert second == "Every run had settled after 9 steps."
 
 
 def test_loss_settled_reads_the_movement_over_the_last_tenth_of_training():

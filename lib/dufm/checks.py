@@ -295,6 +295,52 @@ def decay_rates(
     return rates
 
 
+def lemma1_sentences(runs, settled, residuals, rates_any, fitted, rate_theory, steps):
+    """Chapter 1's two sentences under its training figure (``settled-text``, ``moving-text``).
+
+    ``runs``: ``lemma1_runs``; ``settled`` and ``fitted`` (R,) booleans (settled at a critical
+    point; first-order decay rate fitted); ``residuals`` (R,) the balancedness residuals at the
+    end; ``rates_any`` (R,) ``decay_rates`` over the whole window; ``rate_theory`` the predicted
+    rate; ``steps`` the steps trained. The first says what Lemma 1 gives on the settled runs, the
+    second the gradients and residuals of the others and the rate of the runs not fitted.
+    """
+    settled = np.asarray(settled, dtype=bool)
+    residuals, rates_any = np.asarray(residuals), np.asarray(rates_any)
+    excess = np.array([row["excess"] for row in runs])
+    if settled.any():
+        settled_text = (
+            f"For the {int(settled.sum())} settled runs the largest balancedness residual "
+            f"is {residuals[settled].max():.1e} and the loss equals the reduced loss of the "
+            f"run's own output to {np.abs(excess[settled]).max():.1e} (relative), as "
+            "Lemma 1 says."
+        )
+    else:
+        settled_text = "No run settled at a critical point, so Lemma 1 itself is not tested here."
+    moving = np.flatnonzero(~settled)
+    if moving.size:
+        grads = [runs[i]["grad"] for i in moving]
+        moving_text = (
+            f"The {moving.size} runs that had not settled after {steps} steps (gradient "
+            f"between {min(grads):.1e} and {max(grads):.1e} times the weight-decay term) end "
+            f"with balancedness residuals between {residuals[moving].min():.1e} and "
+            f"{residuals[moving].max():.1e}: Lemma 1 does not apply to them, and the identity "
+            "above bounds their imbalance by their gradient."
+        )
+    else:
+        moving_text = f"Every run had settled after {steps} steps."
+    slow = np.flatnonzero(~np.asarray(fitted, dtype=bool) & np.isfinite(rates_any))
+    if slow.size:
+        ratios = rates_any[slow] / rate_theory
+        moving_text += (
+            f" In {slow.size} runs the source term of the recursion above, made of the "
+            "still-large fit gradients, was above the threshold throughout the fitting "
+            f"window; fitted over the window regardless, their imbalance decays at "
+            f"{np.min(ratios):.2f} to {np.max(ratios):.2f} times the first-order rate, "
+            "because the source feeds the imbalance while weight decay removes it."
+        )
+    return settled_text, moving_text
+
+
 def gd_step(params: list, lam: float, lr: float) -> list:
     """One full-batch gradient-descent step of the linear deep UFM by ``dufm.trainer.train``."""
     K, N = params[-1].shape[0], params[0].shape[1]
