@@ -49,3 +49,21 @@ def test_long_cells_and_wide_lines_are_reported(tmp_path):
         "code cell 1, line 42: 96 columns (at most 88)",
     ]
     assert style.main(["--check", str(path)]) == 1
+
+
+def test_a_parameter_line_papermill_cannot_read_is_reported(tmp_path):
+    path = tmp_path / "ch.md"
+    cell = ":tags: [parameters]\n\nd = 5  # width (d >= K)\nK = 3  # classes"
+    path.write_text(CHAPTER.replace(":tags: [hide-input]\n\nx = {'a':1,   'b':2}", cell))
+    assert style.problems(path, formatted=False) == [
+        "code cell 1 (parameters), line 1: more than one '=' (papermill cannot read the line)"
+    ]
+
+
+def test_every_chapter_of_the_book_passes_the_style_check():
+    from pathlib import Path
+
+    chapters = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("*.md"))
+    assert chapters
+    found = [f"{path.name}: {p}" for path in chapters for p in style.problems(path)]
+    assert not found, "\n".join(found[:20])
