@@ -32,9 +32,6 @@ ARGS = [
 HARMLESS_CONSOLE = ("Identifier 'THEBE_JS_URL' has already been declared", "invalid theme mode")
 TEX_LEFT = ("$", "\\(", "\\)", "\\[", "\\]", "\\begin{", "\\frac")
 MATH_TIMEOUT_MS = 30_000
-# Clipped code lines and cut tables: every chapter passes dufm.style (88 columns, cells of at most
-# 40 lines, enforced by make lint), so no code line may need a scrollbar.
-CHECK_CODE_WIDTH = True
 NOT_PROSE = "pre, code, .highlight, .cell_output, mjx-container, script, style"
 LOCAL = ("file:", "data:", "blob:")  # URL schemes that stay on this machine
 
@@ -131,9 +128,8 @@ def layout_problems(page) -> list[str]:
         at = text.find("it/s]")
         frame = " ".join(text[max(0, at - 60) : at].split())
         problems.append(f"progress-bar frame in the page: ...{frame}")
-    if not CHECK_CODE_WIDTH:
-        return problems
-    # Collapsed cells (hide-input, hide-cell) are opened first: their code must fit too.
+    # Every chapter passes dufm.style (88 columns, enforced by make lint), so no code line may
+    # need a scrollbar; collapsed cells (hide-input, hide-cell) are opened first: theirs too.
     page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = true; })")
     clipped = page.evaluate(
         "() => [...document.querySelectorAll('article div.cell div.highlight pre')]"
