@@ -57,6 +57,8 @@ sys.path.insert(0, str(HERE))
 import jax_peer  # noqa: E402
 
 from dufm._engine import _flushing  # noqa: E402
+from dufm.kernels import KERNELS as KERNEL_CHOICES  # noqa: E402
+from dufm.kernels import backend, mkl_unavailable_reason  # noqa: E402
 from dufm.losses import class_labels, full_loss  # noqa: E402
 from dufm.trainer import init_params, make_runs, train  # noqa: E402
 
@@ -139,14 +141,19 @@ def naive_run(seed: int, steps: int, dtype, device: str, d: int = D) -> tuple[fl
 
 
 _INITS: dict = {}
+KERNELS = ["auto"]  # --kernels: the engine's path for (b)
 
 
-def engine_run(R: int, steps: int, dtype: str, device: str, d: int = D, compile: bool = False):
+def engine_run(
+    R: int, steps: int, dtype: str, device: str, d: int = D, compile: bool = False, kernels=None
+):
     """(b)/(c) R runs (seeds 0..R-1) in one ``train`` call; the random initialisation is drawn
-    before the clock starts (as for (a)), so the rate is the steady training rate."""
+    before the clock starts (as for (a)), so the rate is the steady training rate. ``kernels``:
+    the engine's path (default ``--kernels``; (c) is the torch step compiled)."""
     if (R, d) not in _INITS:
         _INITS[(R, d)] = init_params(K, NPC, L, make_runs(range(R), d, 1.0, LAM, LR))
-    kwargs = dict(seeds=range(R), lr=LR, steps=steps, device=device, dtype=dtype)
+    kernels = "torch" if compile else (kernels or KERNELS[0])
+    kwargs = dict(seeds=range(R), lr=LR, steps=steps, device=device, dtype=dtype, kernels=kernels)
     sync(device)
     t0 = time.perf_counter()
     res = train(K, NPC, L, d, LAM, progress=False, compile=compile, params=_INITS[(R, d)], **kwargs)
@@ -189,8 +196,15 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--contention", action="store_true", help="also measure with a competing busy process"
     )
+    ap.add_argument(
+        "--kernels",
+        default="auto",
+        choices=KERNEL_CHOICES,
+        help="the engine's products for (b): auto (default), mkl or torch (dufm.kernels)",
+    )
     args = ap.parse_args(argv)
     NAIVE_FLUSH[0] = args.naive_flush
+    KERNELS[0] = args.kernels
     dev = args.device
     if dev.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {dev}: CUDA is not available on this machine")
@@ -204,6 +218,8 @@ def main(argv=None) -> None:
     name = torch.cuda.get_device_name(dev) if gpu else _cpu_model()
     jax_version = None if args.no_jax or gpu else jax_peer.available()
     Rs_jax = (256, 1024) if jax_version else ()
+    path = backend(args.kernels, device_type=torch.device(dev).type, activation="linear")
+    Rs_torch = (256, 1024) if path == "mkl" else ()  # the torch path side by side
 
     print(f"# dufm engine benchmark  {time.strftime('%Y-%m-%d %H:%M')}  {'--quick' * args.quick}")
     print(
@@ -216,6 +232,13 @@ def main(argv=None) -> None:
         f"{'on' if _flushing() else 'off'}; (a) naive loop {'on' if args.naive_flush else 'off'} "
         "(set explicitly); (b)/(c) engine on while it trains, on each of its threads"
     )
+    if path == "mkl":
+        how = "MKL JIT GEMM kernels in a numba loop (dufm.kernels); the torch path timed beside it"
+    elif gpu or args.kernels == "torch":
+        how = "batched torch products"
+    else:
+        how = f"batched torch products; the MKL kernels do not load: {mkl_unavailable_reason()}"
+    print(f"(b) engine kernels: {path} ({how})")
     if jax_version:
         print(
             f"(d) JAX {jax_version} (XLA CPU, its own threads and flush mode): R = 256 and 1024 x "
@@ -240,6 +263,7 @@ def main(argv=None) -> None:
             "naive": [],
             "naive_loss": {},
             "b": {R: [] for R in Rs_main},
+            "t": {R: [] for R in Rs_torch},
             "c": {R: [] for R in Rs_comp},
             "b_loss": None,
             "c_loss": None,
@@ -278,8 +302,11 @@ def main(argv=None) -> None:
                 steps = steps_for(R, work)
                 rate, out = engine_run(R, steps, dt, dev)
                 r["b"][R].append(rate)
+                assert out.kernels == path, (out.kernels, path)
                 if R == 64:
                     r["b_loss"] = out.final_loss
+                if R in Rs_torch:
+                    r["t"][R].append(engine_run(R, steps, dt, dev, kernels="torch")[0])
                 if R in Rs_comp:
                     rate, out = engine_run(R, steps, dt, dev, compile=True)
                     r["c"][R].append(rate)
@@ -304,12 +331,16 @@ def main(argv=None) -> None:
             f"{dt:8} {'(a) naive, one run':22} {1:>5} {a:>12.0f} {spread(r['naive']):>15} "
             f"{1.0:>7.1f}x"
         )
-        rows = (("b", "(b) engine", Rs_main), ("c", "(c) engine, compiled", Rs_comp))
+        rows = (("b", f"(b) engine, {path}", Rs_main), ("t", "(b) engine, torch", Rs_torch))
+        rows += (("c", "(c) engine, compiled", Rs_comp),)
         for key, label, Rs in (*rows, ("d", "(d) JAX vmap+jit+scan", Rs_jax)):
             for R in Rs:
                 v = med(r[key][R])
                 ratio[(dt, key, R)] = v / a
-                versus = f"   engine / JAX: {med(r['b'][R]) / v:.1f}x" if key == "d" else ""
+                versus = {
+                    "d": f"   engine / JAX: {med(r['b'][R]) / v:.1f}x",
+                    "t": f"   mkl / torch: {med(r['b'][R]) / v:.2f}x",
+                }.get(key, "")
                 print(
                     f"{dt:8} {label:22} {R:>5} {v:>12.0f} {spread(r[key][R]):>15} "
                     f"{v / a:>7.1f}x{versus}"

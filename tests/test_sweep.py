@@ -171,14 +171,15 @@ def test_bad_arguments_raise_a_value_error_naming_them(tmp_path, kwargs, message
         run_sweep(out_dir=tmp_path, **args)
 
 
-def test_the_engine_source_is_part_of_the_code_fingerprint(monkeypatch):
+@pytest.mark.parametrize("source", ["_engine.py", "kernels.py", "_kernel_loops.py"])
+def test_the_engine_source_is_part_of_the_code_fingerprint(monkeypatch, source):
     from pathlib import Path
 
     before = sweep_mod._code_fingerprint()
     read = Path.read_bytes
 
     def edited(path):
-        return read(path) + (b"\n# edited\n" if path.name == "_engine.py" else b"")
+        return read(path) + (b"\n# edited\n" if path.name == source else b"")
 
     monkeypatch.setattr(Path, "read_bytes", edited)
     assert sweep_mod._code_fingerprint() != before

@@ -180,21 +180,45 @@ def test_blocks_on_worker_threads_give_the_numbers_of_one_block(blocked_threaded
         assert torch.allclose(P, Q, atol=1e-12, rtol=0)
 
 
+def _patch_step(monkeypatch, engine, kernels: str, wrapper) -> None:
+    """Wrap the step of the given path: the torch step function, or the MKL loop's advance."""
+    if kernels == "torch":
+        monkeypatch.setattr(engine, "_linear_step", wrapper(engine._linear_step))
+    else:
+        from dufm.kernels import LinearKernels
+
+        monkeypatch.setattr(LinearKernels, "advance", wrapper(LinearKernels.advance))
+
+
+@pytest.mark.parametrize("kernels", ["torch", "mkl"])
 def test_a_failing_worker_stops_training_and_restores_the_thread_count(
-    blocked_threaded, monkeypatch
+    blocked_threaded, monkeypatch, kernels
 ):
     calls = []
 
-    def failing_step(*args):
-        calls.append(1)
-        if len(calls) == 7:
-            raise RuntimeError("simulated failure inside a worker")
-        return step(*args)
+    def failing(step):
+        def wrapped(*args):
+            calls.append(1)
+            if len(calls) == 7:
+                raise RuntimeError("simulated failure inside a worker")
+            return step(*args)
 
-    step = blocked_threaded._linear_step
-    monkeypatch.setattr(blocked_threaded, "_linear_step", failing_step)
+        return wrapped
+
+    _patch_step(monkeypatch, blocked_threaded, kernels, failing)
     with pytest.raises(RuntimeError, match="simulated failure"):
-        train(K, n, 2, 5, 0.01, seeds=range(4), steps=50, record_every=10, progress=False)
+        train(
+            K,
+            n,
+            2,
+            5,
+            0.01,
+            seeds=range(4),
+            steps=50,
+            record_every=10,
+            progress=False,
+            kernels=kernels,
+        )
     assert torch.get_num_threads() == 2
 
 
@@ -219,7 +243,7 @@ def test_a_failing_compiler_warns_and_trains_eagerly(monkeypatch):
         raise RuntimeError("no compiler here")
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    kwargs = dict(seeds=[0], steps=50, progress=False)
+    kwargs = dict(seeds=[0], steps=50, progress=False, kernels="torch")  # the eager torch step
     with pytest.warns(UserWarning, match="torch.compile failed .*no compiler here"):
         compiled = train(K, n, 2, 6, 0.01, compile=True, **kwargs)
     assert torch.equal(compiled.losses, train(K, n, 2, 6, 0.01, **kwargs).losses)
@@ -286,20 +310,34 @@ def test_a_thread_that_already_flushes_keeps_flushing():
     assert not _flushing()
 
 
-def test_every_thread_that_steps_a_block_flushes_subnormals(blocked_threaded, monkeypatch):
+@pytest.mark.parametrize("kernels", ["torch", "mkl"])
+def test_every_thread_that_steps_a_block_flushes_subnormals(blocked_threaded, monkeypatch, kernels):
     import threading
 
     from dufm._engine import _flushing
 
     seen = {}
-    step = blocked_threaded._linear_step
 
-    def recording_step(*args):
-        seen[threading.get_ident()] = _flushing()
-        return step(*args)
+    def recording(step):
+        def wrapped(*args):
+            seen[threading.get_ident()] = _flushing()
+            return step(*args)
 
-    monkeypatch.setattr(blocked_threaded, "_linear_step", recording_step)
-    train(K, n, 2, 5, 0.01, seeds=range(4), steps=30, record_every=10, progress=False)
+        return wrapped
+
+    _patch_step(monkeypatch, blocked_threaded, kernels, recording)
+    train(
+        K,
+        n,
+        2,
+        5,
+        0.01,
+        seeds=range(4),
+        steps=30,
+        record_every=10,
+        progress=False,
+        kernels=kernels,
+    )
     assert seen and threading.get_ident() not in seen  # the steps ran on worker threads
     assert all(seen.values()), seen
 

@@ -12,7 +12,10 @@ is the same gradient with 6Kd((L-1)d + N) instead of 6dN((L-1)d + K) multiply-ad
 for a whole recording interval so that its working set stays in cache; worker threads (one per
 core, each running its products single-threaded) take the blocks from one shared queue, so a
 worker that gets less of a core (another process on the machine) takes fewer blocks. Subnormal
-floats are flushed to zero while the engine runs (``flush_denormals``).
+floats are flushed to zero while the engine runs (``flush_denormals``). On the CPU the linear
+step's products can instead run through MKL's JIT kernels for the exact shapes, one run at a
+time inside a numba loop (``dufm.kernels``, chosen by ``train(kernels=...)``); the torch step
+below is the reference they agree with, and the only path on a GPU and for the ReLU model.
 ``benchmarks/sweep.py`` measures the engine; ``benchmarks/README.md`` records why it is built
 this way.
 """
@@ -27,6 +30,8 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+
+from .kernels import LinearKernels
 
 # --- the hot loop ------------------------------------------------------------------------------
 #
@@ -139,7 +144,7 @@ def _output(params, relu: bool) -> torch.Tensor:
 class _Block:
     """A contiguous block of runs (views into the batched parameters) and its step settings."""
 
-    def __init__(self, params, targets, runs, activation, compile):
+    def __init__(self, params, targets, runs, activation, compile, kernels="torch"):
         self.params, self.targets = params, targets
         dev, dt = params[0].device, params[0].dtype
         N = targets.shape[-1]
@@ -158,7 +163,10 @@ class _Block:
             self.beta = 1.0
             self.decay = torch.tensor(decay, device=dev, dtype=dt).view(-1, 1, 1)
         settings = (self.shift, self.coef, self.beta, self.decay)
-        if compile:
+        self._kernels = None
+        if kernels == "mkl" and not self.relu:
+            self._kernels = LinearKernels(params, targets, [-x / N for x in lr], decay)
+        elif compile:
             eager = _relu_step if self.relu else _linear_step_unbuffered
             fn = _compiled_step(eager, params, settings)
             self.step = functools.partial(fn, params, *settings)
@@ -166,6 +174,17 @@ class _Block:
             self.step = functools.partial(_relu_step, params, *settings)
         else:
             self.step = functools.partial(_linear_step, _Workspace(params), *settings)
+
+    def advance(self, n: int, stop: threading.Event | None = None) -> None:
+        """``n`` steps of every run of the block (the MKL loop takes them run by run; the torch
+        step block by block, returning early once ``stop`` is set)."""
+        if self._kernels is not None:
+            self._kernels.advance(n)
+            return
+        for _ in range(n):
+            if stop is not None and stop.is_set():
+                return
+            self.step()
 
     def loss(self) -> torch.Tensor:
         """The deep-UFM loss of every run in the block, shape (R_block,)."""
@@ -268,10 +287,9 @@ def _block_loss(block) -> torch.Tensor:
 def _run_blocks(blocks, n: int, stop: threading.Event | None = None) -> None:
     with torch.no_grad(), flush_denormals():  # grad and flush modes are per thread
         for block in blocks:  # each block runs the whole interval while it is in cache
-            for _ in range(n):
-                if stop is not None and stop.is_set():
-                    return
-                block.step()
+            if stop is not None and stop.is_set():
+                return
+            block.advance(n, stop)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from functools import cached_property
 import torch
 
 from ._engine import _advance, _Block, _block_bounds, _losses, _threads
+from .kernels import backend
 from .losses import forward, one_hot_labels
 from .progress import progress_bar
 from .validation import (
@@ -94,6 +95,7 @@ class TrainResult:
     diverged: list = field(default_factory=list)  # per run: step of a non-finite loss, or None
     class_sizes: list | None = None
     run_steps: list = field(default_factory=list)  # per run: the steps it took (tol: fewer)
+    kernels: str = "torch"  # the step's products: "mkl" (dufm.kernels) or "torch" (torch.bmm)
 
     def run_params(self, i: int) -> list:
         """Run i's matrices [H_1, W_1, ..., W_L] cropped to its own width, float64 on the CPU."""
@@ -209,6 +211,7 @@ def train(
     compile: bool = False,
     on_divergence: str = "raise",
     class_sizes=None,
+    kernels: str = "auto",
 ) -> TrainResult:
     """Full-batch gradient descent on the deep UFM for R runs at once (Figures 1, 2, 5, 6).
 
@@ -231,7 +234,11 @@ def train(
     (``torch.set_num_threads(1)`` while it runs), with subnormal floats flushed to zero (both
     restored afterwards; see ``dufm._engine``). ``class_sizes`` (Appendix A,
     chapter 10): K class sizes n_1..n_K instead of n per class (pass n=None); they change only
-    the targets and the 1/N of the fit.
+    the targets and the 1/N of the fit. ``kernels`` chooses the step's products: ``"mkl"``
+    (MKL's JIT kernels for the exact shapes in one numba loop, ``dufm.kernels``; the linear model
+    on the CPU), ``"torch"`` (batched ``torch.bmm``; every device and activation) or ``"auto"``
+    (``$DUFM_KERNELS`` if set, else ``"mkl"`` wherever it runs); ``TrainResult.kernels`` says
+    which ran. The two agree to rounding (float64 final losses to about 1e-15 relative).
     """
     if class_sizes is not None:
         if n is not None:
@@ -247,6 +254,7 @@ def train(
         raise ValueError(f"compile={compile!r} is not allowed: must be True or False")
     check_choice("on_divergence", on_divergence, ON_DIVERGENCE)
     dev, dt = check_device(device), check_dtype(dtype)
+    path = backend(kernels, device_type=dev.type, activation=activation, compile=compile)
     runs = make_runs(seeds, d, init_scale, lam, lr)
     for run in runs:
         check_sizes(K=K, d=run.d)
@@ -264,7 +272,7 @@ def train(
     with _threads(params, dev, compile) as (workers, pool), torch.no_grad():
         bounds = _block_bounds(params, dev, workers)
         blocks = [
-            _Block([P[a:b] for P in params], targets, runs[a:b], activation, compile)
+            _Block([P[a:b] for P in params], targets, runs[a:b], activation, compile, path)
             for a, b in bounds
         ]
         moving = list(range(len(blocks)))  # the blocks that still take steps
@@ -313,6 +321,7 @@ def train(
         diverged=diverged,
         class_sizes=class_sizes,
         run_steps=run_steps,
+        kernels=path,
     )
 
 
