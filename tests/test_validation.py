@@ -104,3 +104,13 @@ def test_check_each_names_the_parameter_by_its_keyword():
         check_each(check_int, 1, search_starts=4, search_steps=100.0)
     with pytest.raises(ValueError, match=r"lam_ii_power=nan is not allowed: must be a finite"):
         check_each(check_real, lam_ii_power=float("nan"))
+
+
+def test_finite_entries_whose_sum_overflows_pass_the_finiteness_check():
+    from dufm.validation import check_finite
+
+    huge = torch.full((4, 4), 1e308, dtype=torch.float64)  # the sum is inf, every entry finite
+    assert check_finite("T", huge) is huge
+    huge[1, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"T is not allowed: 1 of its 16 entries are NaN"):
+        check_finite("T", huge)
