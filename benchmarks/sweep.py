@@ -306,7 +306,10 @@ def main(argv=None) -> None:
                 if R == 64:
                     r["b_loss"] = out.final_loss
                 if R in Rs_torch:
-                    r["t"][R].append(engine_run(R, steps, dt, dev, kernels="torch")[0])
+                    rate_t, out_t = engine_run(R, steps, dt, dev, kernels="torch")
+                    r["t"][R].append(rate_t)
+                    rel = (out.final_loss - out_t.final_loss).abs() / out_t.final_loss.abs()
+                    r["t_rel"] = max(r.get("t_rel", 0.0), float(rel.max()))
                 if R in Rs_comp:
                     rate, out = engine_run(R, steps, dt, dev, compile=True)
                     r["c"][R].append(rate)
@@ -369,10 +372,17 @@ def main(argv=None) -> None:
             jax_loss = _jax_final_losses(JAX_SEEDS, dt)
             dd = max(abs(jax_loss[s] - float(r["b_loss"][s])) for s in range(JAX_SEEDS))
             line += f"; max |(b)-(d)| = {dd:.1e} over seeds 0-{JAX_SEEDS - 1}"
+        if Rs_torch:
+            line += (
+                f"; {path} vs torch path: max relative {r['t_rel']:.1e} over R = "
+                f"{', '.join(map(str, Rs_torch))} runs"
+            )
         agree[dt] = (da, dc, dd)
         if dt == "float64":
             worst = max(x for x in (da, dc, dd) if x == x)
             line += "  [OK: < 1e-10]" if worst < 1e-10 else "  [FAIL: >= 1e-10]"
+            if Rs_torch:
+                line += "  [paths OK: < 1e-12]" if r["t_rel"] < 1e-12 else "  [paths FAIL]"
         print(line)
 
     print("\n## the limit: engine FLOP rate against a large matmul (same process, same dtype)")

@@ -294,6 +294,17 @@ LIBRARY = [
         lambda: train(np.bool_(True), 2, 2, 4, 0.1, **TRAIN),
         r"K=np.True_ is not allowed: must be an integer >= 2",
     ),
+    (
+        "an unknown kernels choice",
+        lambda: train(3, 2, 2, 4, 0.1, kernels="fast", **TRAIN),
+        r"kernels='fast' is not allowed: must be one of \('auto', 'mkl', 'torch'\)",
+    ),
+    (
+        "the MKL kernels for the ReLU model",
+        lambda: train(3, 2, 2, 4, 0.1, activation="relu", kernels="mkl", **TRAIN),
+        r"kernels='mkl' is not allowed with device='cpu', activation='relu', compile=False: "
+        r"the MKL kernels serve the linear model on the CPU, uncompiled",
+    ),
 ]
 if not torch.backends.mps.is_available():
     LIBRARY.append(
