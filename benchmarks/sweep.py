@@ -5,7 +5,9 @@ rounds (so a load change on the machine hits all of them), medians reported:
 
 (a) the naive loop: one run at a time, autograd, ``torch.optim.SGD``; its cost is per run, so
     it is timed on a few runs of the full length and reported per run-step;
-(b) ``dufm.trainer.train``, R runs in one batched tensor program;
+(b) ``dufm.trainer.train``, R runs in one batched program, on MKL's small-matrix kernels where
+    they load (``dufm.kernels``; the header says which path, and the torch path is timed beside
+    it at R=256 and 1024; ``--kernels torch`` measures the torch path as (b));
 (c) the same with ``compile=True`` (``torch.compile``);
 (d) the peer a performance-minded researcher would pick: the model in JAX (``jax.grad``,
     ``jax.vmap`` over runs, ``jax.jit`` of a ``lax.scan`` of steps; ``jax_peer.py``), skipped

@@ -180,6 +180,9 @@ def test_blocks_on_worker_threads_give_the_numbers_of_one_block(blocked_threaded
         assert torch.allclose(P, Q, atol=1e-12, rtol=0)
 
 
+BLOCKED_RUNS = dict(seeds=range(4), record_every=10, progress=False)  # 4 blocks of one run
+
+
 def _patch_step(monkeypatch, engine, kernels: str, wrapper) -> None:
     """Wrap the step of the given path: the torch step function, or the MKL loop's advance."""
     if kernels == "torch":
@@ -207,18 +210,7 @@ def test_a_failing_worker_stops_training_and_restores_the_thread_count(
 
     _patch_step(monkeypatch, blocked_threaded, kernels, failing)
     with pytest.raises(RuntimeError, match="simulated failure"):
-        train(
-            K,
-            n,
-            2,
-            5,
-            0.01,
-            seeds=range(4),
-            steps=50,
-            record_every=10,
-            progress=False,
-            kernels=kernels,
-        )
+        train(K, n, 2, 5, 0.01, steps=50, kernels=kernels, **BLOCKED_RUNS)
     assert torch.get_num_threads() == 2
 
 
@@ -326,18 +318,7 @@ def test_every_thread_that_steps_a_block_flushes_subnormals(blocked_threaded, mo
         return wrapped
 
     _patch_step(monkeypatch, blocked_threaded, kernels, recording)
-    train(
-        K,
-        n,
-        2,
-        5,
-        0.01,
-        seeds=range(4),
-        steps=30,
-        record_every=10,
-        progress=False,
-        kernels=kernels,
-    )
+    train(K, n, 2, 5, 0.01, steps=30, kernels=kernels, **BLOCKED_RUNS)
     assert seen and threading.get_ident() not in seen  # the steps ran on worker threads
     assert all(seen.values()), seen
 

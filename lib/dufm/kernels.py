@@ -8,7 +8,8 @@ products are MKL's JIT GEMM kernels, generated once per exact shape, transpositi
 numba-compiled loop (``nogil``) that takes one run at a time through every product, the softmax
 (with MKL's vector ``exp``) and the updates while that run's matrices sit in the core's cache.
 The loop calls the kernels through their addresses, so one compiled loop per dtype serves every
-shape and is cached on disk.
+shape and is cached on disk. Serves every linear training run of the book (chapters 1, 2, 5 and
+10, through ``dufm.trainer.train``).
 
 ``benchmarks/README.md`` gives the alternatives timed and the measured rates. ``backend()``
 says which path a CPU run takes: ``"mkl"`` (this module) where numba and the ``mkl`` wheel load
