@@ -415,7 +415,7 @@ def main(argv=None) -> None:
         _plot(scaling, res, args.plot, dev, name)
         print(f"\nplot: {args.plot}")
     if args.json:
-        _dump(args.json, res, scaling, ratio, fracs, agree, name, dev, contended)
+        _dump(args.json, res, scaling, ratio, fracs, agree, name, dev, contended, path)
         print(f"measurements: {args.json}")
     print(f"load average at end: {_load()}")
     peak = min(fracs[(dt, 1024)] for dt in DTYPES)
@@ -430,7 +430,7 @@ def main(argv=None) -> None:
     )
 
 
-def _dump(path, res, scaling, ratio, fracs, agree, name, dev, contended) -> None:
+def _dump(path, res, scaling, ratio, fracs, agree, name, dev, contended, kernels) -> None:
     import json
 
     out = {
@@ -439,6 +439,7 @@ def _dump(path, res, scaling, ratio, fracs, agree, name, dev, contended) -> None
         "name": name,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "kernels": kernels,
     }
     for dt, r in res.items():
         out[dt] = {
@@ -446,6 +447,8 @@ def _dump(path, res, scaling, ratio, fracs, agree, name, dev, contended) -> None
             "naive": r["naive"],
             "compile_s": r["compile_s"],
             "engine": {str(R): v for R, v in r["b"].items()},
+            "engine_torch_path": {str(R): v for R, v in r["t"].items()},
+            "paths_max_relative_loss_difference": r.get("t_rel"),
             "compiled": {str(R): v for R, v in r["c"].items()},
             "jax": {str(R): v for R, v in r["d"].items()},
             "agreement": {"a_b": agree[dt][0], "b_c": agree[dt][1], "b_d": agree[dt][2]},
