@@ -132,3 +132,30 @@ def test_kernels_are_shared_while_in_use_and_freed_after():
     del first, again
     gc.collect()
     assert key not in kernels._CACHE
+
+
+@needs_mkl
+def test_a_long_interval_on_the_kernels_stops_soon_after_the_stop_flag():
+    import threading
+
+    from dufm import _engine
+    from dufm.losses import one_hot_labels
+    from dufm.trainer import init_params, make_runs
+
+    runs = make_runs([0, 1], 5, 1.0, 0.01, 0.5)
+    params = init_params(K, n, 2, runs)
+    block = _engine._Block(params, one_hot_labels(K, n), runs, "linear", False, "mkl")
+    stop, taken = threading.Event(), []
+
+    def advance(steps):
+        taken.append(steps)
+        stop.set()  # as a failed worker or Ctrl-C does while this call runs
+
+    block._kernels.advance = advance
+    block.advance(5 * _engine.KERNEL_STEPS + 7, stop)
+    assert taken == [_engine.KERNEL_STEPS]
+    stop.clear()
+    taken.clear()
+    block._kernels.advance = taken.append
+    block.advance(2 * _engine.KERNEL_STEPS + 7, stop)
+    assert taken == [_engine.KERNEL_STEPS, _engine.KERNEL_STEPS, 7]
