@@ -78,11 +78,13 @@ def test_a_worker_killed_mid_sweep_costs_at_most_one_more_training_per_batch(tmp
     starts.mkdir()
 
     def logged(K, n, L, batch, train_kwargs):  # shipped by value: a nested function
+        import time
         import uuid
 
         import dufm.sweep
 
         (starts / f"{batch[0].seed}-{uuid.uuid4().hex}").touch()
+        time.sleep(0.5)  # every batch busy long enough to be killed, however fast training is
         return dufm.sweep._train_batch(K, n, L, batch, train_kwargs)
 
     class Logging(concurrent.futures.Executor):
